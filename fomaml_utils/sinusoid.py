@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fomaml_utils.maml import adapt
 from fomaml_utils.taskbatch import TaskBatch
 
 AMPLITUDE_RANGE: tuple[float, float] = (0.1, 5.0)
@@ -237,8 +238,6 @@ def adapted_curve(
 
     ``support_x``, ``support_y``: ``[K, 1]``. ``params`` is left untouched. Returns ``[G, 1]``, detached.
     """
-    from fomaml_utils.maml import adapt
-
     adapted = adapt(model, params, support_x, support_y, inner_lr=inner_lr, inner_steps=steps) if steps else params
     with torch.no_grad():
         return torch.func.functional_call(model, adapted, (grid,)).detach()
