@@ -1,0 +1,332 @@
+r"""Fast meta-gradients for MLPs: every inner SGD step is a low-rank update.
+
+This computes exactly what ``fomaml_utils.maml.meta_gradient`` computes with its readable loop, for the
+one case that dominates the series (an ``MLP`` classifying with cross-entropy), several times faster.
+Read the loop first; this file only reorganises the same arithmetic.
+
+The fact that makes it fast
+---------------------------
+Take one linear layer ``z = x Wᵀ + b`` inside a task's network, with ``X_s`` ``[n, in]`` the inputs the
+layer sees for the task's ``n`` support examples. Backpropagation gives the support loss's gradient at
+the layer's pre-activation, ``Δ = ∂L_s/∂z`` ``[n, out]``, and then
+
+.. math::
+
+    \nabla_W L_s = \Delta^\top X_s, \qquad \nabla_b L_s = \Delta^\top \mathbf 1 ,
+
+so one SGD step ``W ← W − α Δᵀ X_s`` changes ``W`` by a matrix of rank at most ``n``.
+
+**First layer.** Its inputs are the images themselves, the same at every inner step. After ``k`` steps,
+with ``A = Δ⁽¹⁾ + … + Δ⁽ᵏ⁾`` ``[n, h]`` the sum of the steps' ``Δ``s,
+
+.. math::
+
+    W' = W - \alpha A^\top X_s, \qquad b' = b - \alpha A^\top \mathbf 1, \qquad
+    x W'^\top + b' = \underbrace{x W^\top + b}_{\text{shared by all tasks}}
+                     - \alpha\, \underbrace{(x X_s^\top + 1)}_{\text{kernel } [m, n]} A .
+
+The one large product ``x Wᵀ`` (784 × 256 per image) no longer depends on the task or the step: it is
+computed ONCE for every support and query image of the meta-batch. What is left per task is tiny: the
+kernel ``x X_sᵀ + 1`` (``[m, n]``, computed once) times ``A`` (``[n, h]``, updated every step), batched
+over tasks with ``torch.matmul``. No task ever materialises its own 784 × 256 matrix ``W'``.
+
+**Deeper layers.** Their inputs ``H⁽ʲ⁾`` change from step to step, so the update is a sum of the steps'
+rank-``n`` terms; we keep them stacked, ``H = [H⁽¹⁾; …; H⁽ᵏ⁾]`` ``[kn, in]`` and
+``D = [Δ⁽¹⁾; …; Δ⁽ᵏ⁾]`` ``[kn, out]``:
+
+.. math::
+
+    h W'^\top + b' = h W^\top + b - \alpha\, (h H^\top + 1)\, D ,\qquad
+    \frac{\partial L}{\partial h} = \delta W' = \delta W - \alpha\, (\delta D^\top) H .
+
+Here ``h Wᵀ`` is again one product for all tasks (``W`` is shared), and the corrections are small
+batched products of rank ``kn`` (25 for 5-shot... 5 for 5-way 1-shot at 1 step). We measured the
+alternative, a dense ``W'`` per task for these layers (``[T, 128, 256]``): the stacked form was faster
+at the sizes of this series (see ``benchmarks/RESULTS.md``).
+
+**The inner loop by hand.** The support gradients are written out (softmax − one-hot over ``n``, ReLU
+masks, the two formulas above) with plain torch ops. With cross-entropy ``L = mean CE(z, y)``:
+
+.. math::
+
+    \Delta_{\text{out}} = (\operatorname{softmax}(z) - \operatorname{onehot}(y)) / n, \qquad
+    \Delta_{l} = (\Delta_{l+1} W'_{l+1}) \odot [z_l > 0] .
+
+**The three meta-gradients** (each the mean over the ``T`` tasks of the batch):
+
+* FOMAML, ``∇_{θ'} L_q(θ')`` applied to ``θ``: the same backward pass at the query examples, and
+  for every layer ``∇_W = Σ_tasks Δ_qᵀ X_q / T`` — for the first layer again ONE large product of the
+  stacked query ``Δ``s and the stacked query images.
+* MAML, exact second order: autograd differentiates the query loss through the hand-written inner loop
+  (every op above is differentiable; ReLU's second derivative is zero, so the masks need none).
+* Reptile, the mean of ``θ − θ'`` (unscaled): ``α Aᵀ X_s`` and ``α Dᵀ H``, again one product each for
+  all tasks, plus the bias sums.
+
+Supported: ``fomaml_utils.models.MLP`` (any number of hidden layers, ReLU) with a classification
+``TaskBatch`` (integer labels, cross-entropy). Anything else raises ``ValueError`` naming what is not
+supported; ``meta_gradient(..., implementation="auto")`` only sends supported cases here, and the loop or
+vmap paths handle the rest.
+
+Example::
+
+    from fomaml_utils.mlp_lowrank import lowrank_meta_gradient
+    params = dict(model.named_parameters())
+    out = lowrank_meta_gradient(model, params, batch, algorithm="fomaml", inner_lr=0.4, inner_steps=5)
+    out.grads["layers.0.weight"].shape     # same as params["layers.0.weight"]
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from fomaml_utils import maml as _maml
+from fomaml_utils.models import MLP
+from fomaml_utils.taskbatch import TaskBatch
+
+ALGORITHMS = ("fomaml", "maml", "reptile")
+
+
+def lowrank_meta_gradient(
+    model: MLP,
+    params: dict[str, torch.Tensor],
+    batch: TaskBatch,
+    *,
+    algorithm: str,
+    inner_lr: float,
+    inner_steps: int,
+) -> "_maml.MetaGradient":
+    """The meta-gradient of ``algorithm`` for an MLP, the mean over the batch's ``T`` tasks.
+
+    model:       an ``MLP``; only its architecture is used (the weights come from ``params``).
+    params:      θ, ``{"layers.{i}.weight": [out, in], "layers.{i}.bias": [out]}`` for every layer.
+    batch:       ``support_x [T, n_s, ...]`` (each example flattens to ``in_features``) and either
+                 ``support_y [T, n_s]`` integer labels in ``0..out_features-1`` (cross-entropy) or
+                 ``support_y [T, n_s, out_features]`` float targets (mean squared error); likewise the query.
+    algorithm:   ``"fomaml"``, ``"maml"`` (exact second order) or ``"reptile"`` (mean of θ − θ′).
+    inner_lr:    α, the inner SGD step size (finite, > 0).
+    inner_steps: number of inner SGD steps on the support loss (≥ 0; 0 means θ′ = θ).
+
+    Returns a ``MetaGradient``: ``grads`` with the keys and shapes of ``params``, and the query loss and
+    accuracy (``None`` for regression) at θ′, means over tasks, detached. Raises ``ValueError`` for
+    anything else (another model class, mismatched shapes, labels out of range).
+    """
+    weights, biases = _check_inputs(model, params, batch, algorithm, inner_lr, inner_steps)
+    like = weights[0]
+    support_x = batch.support_x.flatten(2).to(device=like.device, dtype=like.dtype)
+    query_x = batch.query_x.flatten(2).to(device=like.device, dtype=like.dtype)
+    support_y, query_y = batch.support_y.to(like.device), batch.query_y.to(like.device)
+    if support_y.is_floating_point():
+        support_y, query_y = support_y.to(like.dtype), query_y.to(like.dtype)
+
+    if algorithm == "maml":
+        # Exact second order: autograd differentiates through the hand-written inner loop.
+        with torch.enable_grad():
+            leaves = [p.detach().requires_grad_() for p in (*weights, *biases)]
+            net = _adapt(leaves[: len(weights)], leaves[len(weights) :], support_x, query_x, support_y,
+                         inner_lr, inner_steps)
+            out = net.forward("query")[1][-1]
+            grads = torch.autograd.grad(_loss(out, query_y), leaves)
+        grad_w, grad_b = grads[: len(weights)], grads[len(weights) :]
+        out = out.detach()
+    else:
+        with torch.no_grad():
+            net = _adapt(weights, biases, support_x, query_x, support_y, inner_lr, inner_steps)
+            inputs, pre = net.forward("query")
+            out = pre[-1]
+            if algorithm == "fomaml":
+                grad_w, grad_b = net.first_order_grads(query_x, inputs, pre, query_y)
+            else:
+                grad_w, grad_b = net.reptile_step(support_x)
+
+    with torch.no_grad():
+        query_loss = _loss(out, query_y)
+        query_accuracy = None
+        if not query_y.is_floating_point():
+            query_accuracy = (out.argmax(dim=-1) == query_y).to(out.dtype).mean()
+    grads = {}
+    for i, (grad_weight, grad_bias) in enumerate(zip(grad_w, grad_b)):
+        grads[f"layers.{i}.weight"] = grad_weight
+        grads[f"layers.{i}.bias"] = grad_bias
+    return _maml.MetaGradient(grads, query_loss, query_accuracy)
+
+
+class _AdaptedMLP:
+    """θ′ of ``T`` tasks at once, stored as the shared θ plus each task's low-rank corrections.
+
+    First layer:      z₀ = (x W₀ᵀ + b₀) − α (x X_sᵀ + 1) A          A: [T, n_s, h₁]
+    Layer l ≥ 1:      z_l = h W_lᵀ + b_l − α (h H_lᵀ + 1) D_l        H_l: [T, r, in_l], D_l: [T, r, out_l]
+
+    with ``r = n_s × (steps taken)``. ``split`` is ``"support"`` or ``"query"``; the first layer's shared
+    product and kernel are precomputed for both.
+    """
+
+    def __init__(self, weights, biases, inner_lr: float, support_x, query_x):
+        self.weights, self.biases, self.lr = weights, biases, inner_lr
+        w0, b0 = weights[0], biases[0]
+        # x W₀ᵀ + b₀: one large product per split covering every task (W₀ is shared by all of them).
+        self.shared = {"support": torch.addmm(b0, support_x.flatten(0, 1), w0.T).unflatten(0, support_x.shape[:2])}
+        self.kernel = {"support": _kernel(support_x, support_x)}
+        self.support_x = support_x
+        self.add_split("query", query_x)
+        self.A: torch.Tensor | None = None            # Σ_steps Δ₀ at the support, [T, n_s, h₁]
+        self.H: list[torch.Tensor | None] = [None] * len(weights)  # stacked layer inputs, index l ≥ 1
+        self.D: list[torch.Tensor | None] = [None] * len(weights)  # stacked Δ_l, index l ≥ 1
+
+    def add_split(self, split: str, x: torch.Tensor) -> None:
+        """Precompute the first layer's shared product and kernel for inputs ``x`` ``[T, m, in]``."""
+        self.shared[split] = torch.addmm(self.biases[0], x.flatten(0, 1), self.weights[0].T).unflatten(0, x.shape[:2])
+        self.kernel[split] = _kernel(x, self.support_x)
+
+    def forward(self, split: str) -> tuple[list, list]:
+        """Pre-activations ``pre[l]`` ``[T, m, out_l]`` of every layer at θ′, and the inputs ``inputs[l]``
+        of layers l ≥ 1 (``inputs[0]`` is ``None``: the first layer's input is the image)."""
+        z = self.shared[split]
+        if self.A is not None:
+            z = z - self.lr * (self.kernel[split] @ self.A)
+        inputs, pre = [None], [z]
+        for l in range(1, len(self.weights)):
+            h = torch.relu(z)
+            z = h @ self.weights[l].T + self.biases[l]
+            if self.D[l] is not None:
+                z = z - self.lr * ((h @ self.H[l].mT + 1) @ self.D[l])
+            inputs.append(h)
+            pre.append(z)
+        return inputs, pre
+
+    def backward(self, delta: torch.Tensor, pre: list) -> list:
+        """Backpropagate ``delta = ∂L/∂(logits)`` ``[T, m, out]`` through θ′; returns ``Δ_l = ∂L/∂z_l``
+        for every layer, ``[T, m, out_l]``."""
+        deltas = [delta]
+        for l in range(len(self.weights) - 1, 0, -1):
+            grad_h = delta @ self.weights[l]                      # δ W_l
+            if self.D[l] is not None:
+                grad_h = grad_h - self.lr * ((delta @ self.D[l].mT) @ self.H[l])   # − α (δ Dᵀ) H
+            delta = _relu_backward(grad_h, pre[l - 1])
+            deltas.insert(0, delta)
+        return deltas
+
+    def sgd_step(self, labels: torch.Tensor) -> None:
+        """One inner SGD step on every task's support cross-entropy (mean over its ``n_s`` examples)."""
+        inputs, pre = self.forward("support")
+        deltas = self.backward(_loss_delta(pre[-1], labels, scale=1.0), pre)
+        self.A = deltas[0] if self.A is None else self.A + deltas[0]
+        for l in range(1, len(self.weights)):
+            self.H[l] = inputs[l] if self.H[l] is None else torch.cat([self.H[l], inputs[l]], dim=1)
+            self.D[l] = deltas[l] if self.D[l] is None else torch.cat([self.D[l], deltas[l]], dim=1)
+
+    def first_order_grads(self, query_x, inputs, pre, labels) -> tuple[list, list]:
+        """FOMAML: the mean over tasks of ∇_θ′ L_q(θ′); each weight gradient is one large product
+        ``Σ_tasks Δ_lᵀ h_l`` over the stacked query examples of all tasks."""
+        num_tasks = labels.shape[0]
+        deltas = self.backward(_loss_delta(pre[-1], labels, scale=1.0 / num_tasks), pre)
+        inputs = [query_x, *inputs[1:]]
+        grad_w = [d.flatten(0, 1).T @ x.flatten(0, 1) for d, x in zip(deltas, inputs)]
+        grad_b = [d.sum(dim=(0, 1)) for d in deltas]
+        return grad_w, grad_b
+
+    def reptile_step(self, support_x) -> tuple[list, list]:
+        """Reptile: the mean over tasks of θ − θ′ = α Σ_steps (Δᵀ X) — for the first layer α Aᵀ X_s."""
+        num_tasks = support_x.shape[0]
+        if self.A is None:                                        # no inner steps: θ′ = θ
+            return [torch.zeros_like(w) for w in self.weights], [torch.zeros_like(b) for b in self.biases]
+        scale = self.lr / num_tasks
+        deltas = [self.A, *self.D[1:]]
+        inputs = [support_x, *self.H[1:]]
+        grad_w = [scale * (d.flatten(0, 1).T @ x.flatten(0, 1)) for d, x in zip(deltas, inputs)]
+        grad_b = [scale * d.sum(dim=(0, 1)) for d in deltas]
+        return grad_w, grad_b
+
+
+def _adapt(weights, biases, support_x, query_x, support_y, inner_lr, inner_steps) -> _AdaptedMLP:
+    """Run ``inner_steps`` SGD steps on every task's support set; returns θ′ in low-rank form, ready to
+    be evaluated on the support and query inputs."""
+    net = _AdaptedMLP(weights, biases, inner_lr, support_x, query_x)
+    for _ in range(inner_steps):
+        net.sgd_step(support_y)
+    return net
+
+
+def _relu_backward(grad_h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``grad_h ⊙ [z > 0]``: the gradient through ``h = relu(z)``. Computed by aten's own ReLU-backward
+    kernel, which on CPU is about ten times faster than multiplying by the boolean mask, and is
+    differentiable (as MAML needs) with zero derivative with respect to ``z``."""
+    return torch.ops.aten.threshold_backward(grad_h, z, 0)
+
+
+def _kernel(x: torch.Tensor, support_x: torch.Tensor) -> torch.Tensor:
+    """``x X_sᵀ + 1`` per task, ``[T, m, n_s]``: how the first layer's low-rank update reaches ``x``."""
+    return torch.baddbmm(torch.ones((), dtype=x.dtype), x, support_x.mT)
+
+
+def _loss(out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean over tasks of ``task_loss``: cross-entropy for integer labels, else mean squared error."""
+    if labels.is_floating_point():
+        return F.mse_loss(out, labels)
+    return F.cross_entropy(out.flatten(0, 1), labels.flatten())
+
+
+def _loss_delta(out: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale ×`` the gradient of each task's mean loss with respect to its outputs ``out [T, m, C]``.
+
+    Cross-entropy: ``(softmax(out) − onehot(labels)) / m``; mean squared error: ``2 (out − labels) / (m C)``.
+    """
+    if labels.is_floating_point():
+        return (out - labels) * (2.0 * scale / out[0].numel())
+    delta = torch.softmax(out, dim=-1) - F.one_hot(labels, out.shape[-1]).to(out.dtype)
+    return delta * (scale / labels.shape[1])
+
+
+def _check_inputs(model, params, batch, algorithm, inner_lr, inner_steps):
+    """Validate everything up front; returns θ as lists ``weights[l] [out, in]`` and ``biases[l] [out]``."""
+    if not isinstance(model, MLP):
+        raise ValueError(
+            f"model must be a fomaml_utils.models.MLP for the low-rank path, got {type(model).__name__}; "
+            "use implementation='loop' or 'vmap' for other models"
+        )
+    _maml.check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
+    if not isinstance(batch, TaskBatch):
+        raise ValueError(f"batch must be a TaskBatch, got {type(batch).__name__}")
+    num_layers = len(model.layers)
+    expected = [f"layers.{i}.{kind}" for i in range(num_layers) for kind in ("weight", "bias")]
+    if sorted(params) != sorted(expected):
+        raise ValueError(f"params must have exactly the keys {expected}, got {sorted(params)}")
+    for i, layer in enumerate(model.layers):
+        for kind in ("weight", "bias"):
+            got, want = params[f"layers.{i}.{kind}"].shape, getattr(layer, kind).shape
+            if got != want:
+                raise ValueError(f"params['layers.{i}.{kind}'] must have shape {tuple(want)}, got {tuple(got)}")
+    num_tasks = batch.support_x.shape[0] if batch.support_x.dim() else 0
+    regression = batch.support_y.is_floating_point()
+    for split in ("support", "query"):
+        x, y = getattr(batch, f"{split}_x"), getattr(batch, f"{split}_y")
+        if x.dim() < 3 or x.shape[0] != num_tasks or x.shape[1] == 0 or x[0, 0].numel() != model.in_features:
+            raise ValueError(
+                f"batch.{split}_x must be [T, n, ...] with T = {num_tasks} tasks, n >= 1 examples and "
+                f"{model.in_features} features per example (model.in_features), got shape {tuple(x.shape)}"
+            )
+        if regression:
+            if not y.is_floating_point() or y.shape != (*x.shape[:2], model.out_features):
+                raise ValueError(
+                    f"batch.{split}_y must be float regression targets [T, n, {model.out_features}] like "
+                    f"support_y, got dtype {y.dtype} and shape {tuple(y.shape)}"
+                )
+            continue
+        if y.is_floating_point() or y.is_complex() or y.shape != x.shape[:2]:
+            raise ValueError(
+                f"batch.{split}_y must be integer class labels [T, n] = {tuple(x.shape[:2])}, got dtype "
+                f"{y.dtype} and shape {tuple(y.shape)}"
+            )
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= model.out_features:
+            raise ValueError(
+                f"batch.{split}_y must be labels in 0..{model.out_features - 1} (model.out_features = "
+                f"{model.out_features}), got values from {low} to {high}"
+            )
+    if num_tasks == 0:
+        raise ValueError("batch must hold at least one task, got T = 0")
+    weights = [params[f"layers.{i}.weight"] for i in range(num_layers)]
+    biases = [params[f"layers.{i}.bias"] for i in range(num_layers)]
+    return weights, biases
