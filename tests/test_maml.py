@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fomaml_utils.maml import MetaGradient, adapt, meta_gradient, task_loss
-from fomaml_utils.models import MLP
+from fomaml_utils.maml import MetaGradient, adapt, meta_gradient, resolve_implementation, task_loss
+from fomaml_utils.models import MLP, ConvNet
 from fomaml_utils.taskbatch import TaskBatch
 
 ALGORITHMS = ("fomaml", "maml", "reptile")
@@ -262,3 +262,46 @@ def test_adapt_rejects_bad_inner_lr_and_inner_steps():
         adapt(model, params_of(model), b.support_x[0], b.support_y[0], inner_lr=0, inner_steps=1)
     with pytest.raises(ValueError, match="inner_steps"):
         adapt(model, params_of(model), b.support_x[0], b.support_y[0], inner_lr=0.1, inner_steps=-2)
+
+
+# ---- the batched path
+
+
+def image_batch(tasks=2, ways=3, shots=2, queries=2, seed=0) -> TaskBatch:
+    g = torch.Generator().manual_seed(seed)
+    return TaskBatch(torch.randn(tasks, ways * shots, 1, 28, 28, generator=g),
+                     torch.arange(ways).repeat_interleave(shots).repeat(tasks, 1),
+                     torch.randn(tasks, ways * queries, 1, 28, 28, generator=g),
+                     torch.arange(ways).repeat_interleave(queries).repeat(tasks, 1))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_vmap_and_loop_meta_gradients_agree(arch, algorithm):
+    torch.manual_seed(0)
+    model = MLP(784, (16, 8), 3) if arch == "mlp" else ConvNet(3, channels=4)
+    params = params_of(model)
+    b = image_batch()
+    loop = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.3, inner_steps=2, implementation="loop")
+    vmap = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.3, inner_steps=2, implementation="vmap")
+    for k in params:
+        torch.testing.assert_close(vmap.grads[k], loop.grads[k], rtol=0, atol=1e-6)
+    torch.testing.assert_close(vmap.query_loss, loop.query_loss, rtol=0, atol=1e-6)
+    torch.testing.assert_close(vmap.query_accuracy, loop.query_accuracy)
+
+
+def test_vmap_meta_gradient_handles_regression_tasks():
+    model = tiny_mlp(features=1, ways=1)
+    params = params_of(model)
+    b = regression_batch()
+    for algorithm in ALGORITHMS:
+        loop = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.01, inner_steps=2, implementation="loop")
+        vmap = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.01, inner_steps=2, implementation="vmap")
+        assert vmap.query_accuracy is None
+        for k in params:
+            torch.testing.assert_close(vmap.grads[k], loop.grads[k], rtol=0, atol=1e-6)
+
+
+def test_auto_implementation_uses_the_loop_for_convnets():
+    assert resolve_implementation(ConvNet(3, channels=4)) == "loop"
+    assert resolve_implementation(MLP(4, (3,), 2)) in ("lowrank", "vmap")
