@@ -1,0 +1,105 @@
+"""The meta-training loop: it updates the model, records a history, stops on divergence, checks its inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fomaml_utils.maml import meta_gradient
+from fomaml_utils.models import MLP
+from fomaml_utils.training import DivergenceError, History, meta_train
+from test_evaluation import ToySampler  # tests/ is on sys.path under pytest's default import mode
+
+SMALL = {"inner_lr": 0.3, "meta_lr": 0.01, "inner_steps": 2, "meta_batch_size": 2, "progress": False}
+
+
+def toy_model(seed: int = 0) -> MLP:
+    torch.manual_seed(seed)
+    return MLP(784, (8,), 3)
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+def test_one_meta_step_changes_every_meta_parameter(algorithm):
+    # A popular tutorial loop adapts a deep copy and steps an optimizer whose parameters never receive
+    # a gradient, so the meta-model never moves. Here one iteration must move every tensor.
+    model = toy_model()
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    meta_train(model, ToySampler(), algorithm=algorithm, iterations=1, **SMALL)
+    for k, p in model.named_parameters():
+        assert not torch.equal(p, before[k]), k
+
+
+def test_sgd_meta_step_is_params_minus_meta_lr_times_the_meta_gradient():
+    model = toy_model()
+    params = {k: p.detach().clone() for k, p in model.named_parameters()}
+    expected = meta_gradient(model, params, ToySampler(seed=3).sample(2), algorithm="fomaml", inner_lr=0.3,
+                             inner_steps=2)
+    meta_train(model, ToySampler(seed=3), algorithm="fomaml", iterations=1, optimizer="sgd",
+               **(SMALL | {"meta_lr": 0.5}))
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), params[k] - 0.5 * expected.grads[k])
+
+
+def test_history_records_every_step_and_validation_at_start_every_val_every_and_end():
+    history = meta_train(toy_model(), ToySampler(), algorithm="fomaml", iterations=5, val_sampler=ToySampler(seed=9),
+                         val_every=2, val_tasks=4, eval_inner_steps=1, **SMALL)
+    assert history.iteration == [1, 2, 3, 4, 5]
+    assert len(history.query_loss) == len(history.query_accuracy) == len(history.seconds) == 5
+    assert history.seconds == sorted(history.seconds)
+    assert history.val_iteration == [0, 2, 4, 5]
+    assert len(history.val_accuracy) == len(history.val_ci95) == 4 and history.val_loss == []
+    restored = History.from_dict(json.loads(json.dumps(history.to_dict())))
+    assert restored == history
+
+
+def test_regression_history_records_validation_loss_not_accuracy():
+    torch.manual_seed(0)
+    history = meta_train(MLP(1, (8,), 1), ToySampler(regression=True), algorithm="maml", iterations=2,
+                         val_sampler=ToySampler(regression=True, seed=1), val_every=1, val_tasks=3,
+                         **(SMALL | {"inner_lr": 0.01}))
+    assert history.query_accuracy == [] and history.val_accuracy == [] and len(history.val_loss) == 3
+
+
+def test_same_seeds_give_identical_meta_parameters():
+    runs = []
+    for _ in range(2):
+        model = toy_model()
+        meta_train(model, ToySampler(seed=5), algorithm="maml", iterations=3, seed=1, **SMALL)
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml"])
+def test_meta_training_lowers_the_query_loss_after_adaptation_on_toy_tasks(algorithm):
+    history = meta_train(toy_model(), ToySampler(), algorithm=algorithm, iterations=40,
+                         **(SMALL | {"meta_batch_size": 4, "inner_steps": 1, "inner_lr": 0.1}))
+    first, last = history.query_loss[:10], history.query_loss[-10:]
+    assert sum(last) < 0.8 * sum(first)
+
+
+def test_divergence_raises_an_error_naming_both_learning_rates_with_the_history_attached():
+    model = toy_model()
+    with pytest.raises(DivergenceError, match=r"inner_lr=1e\+30.*meta_lr=0\.01.*smaller") as info:
+        meta_train(model, ToySampler(), algorithm="fomaml", iterations=5, **(SMALL | {"inner_lr": 1e30}))
+    assert isinstance(info.value, RuntimeError)
+    assert isinstance(info.value.history, History)
+
+
+@pytest.mark.parametrize(("kwargs", "argument"), [
+    ({"meta_lr": 0.0}, "meta_lr"), ({"meta_lr": float("inf")}, "meta_lr"), ({"inner_lr": -0.1}, "inner_lr"),
+    ({"inner_steps": -1}, "inner_steps"), ({"meta_batch_size": 0}, "meta_batch_size"),
+    ({"iterations": -1}, "iterations"), ({"val_every": 0}, "val_every"), ({"val_tasks": 0}, "val_tasks"),
+    ({"eval_inner_steps": -1}, "eval_inner_steps"), ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"algorithm": "protonet"}, "algorithm"), ({"implementation": "gpu"}, "implementation"),
+])
+def test_bad_hyperparameters_raise_value_error_naming_the_argument(kwargs, argument):
+    args = {"algorithm": "fomaml", "iterations": 1} | SMALL | kwargs
+    with pytest.raises(ValueError, match=argument):
+        meta_train(toy_model(), ToySampler(), **args)
+
+
+def test_a_sampler_without_sample_method_is_refused():
+    with pytest.raises(ValueError, match="sampler"):
+        meta_train(toy_model(), [1, 2, 3], algorithm="fomaml", iterations=1, **SMALL)
