@@ -16,7 +16,8 @@ so the MAML meta-objective ``F(θ) = Σ_i L_Q_i(θ′_i)`` is again a quadratic 
     θ*    = (Σ_i M_i)⁻¹ Σ_i [M_i c_i + P_iᵏ A_i (q_i − c_i)],   M_i = P_iᵏ A_i P_iᵏ,
 
 which is ``(Σ M_i)⁻¹ Σ M_i c_i`` when query and support agree. ``α = 0`` or ``k = 0`` gives ``M_i = A_i``:
-the optimum of joint training on all tasks. The inner loop converges only for ``0 ≤ α < 2 / λ_max``.
+the optimum of joint training on all tasks. The inner loop converges for every task only if
+``0 < α < 2 / λ_max`` (``α = 0`` does not move).
 
 Everything is float64 so that the closed forms, autograd and finite differences agree to ~1e-12.
 The slider callbacks of notebook 01 are :func:`landscape` (pure data) and :func:`plot_landscape`.
@@ -105,13 +106,21 @@ def example_tasks() -> QuadraticTasks:
 # --------------------------------------------------------------------------------------- checks
 
 
-def _check_inner(inner_lr: float, inner_steps: int) -> None:
+def _check_inner_steps(inner_steps: int) -> None:
     if isinstance(inner_steps, bool) or not isinstance(inner_steps, (int, np.integer)) or inner_steps < 0:
         raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}")
+
+
+def _check_inner_lr(inner_lr: float, *, allow_negative: bool = False) -> None:
     if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float, np.floating)) or not math.isfinite(inner_lr):
-        raise ValueError(f"inner_lr must be a finite number >= 0, got {inner_lr!r}")
-    if inner_lr < 0:
+        raise ValueError(f"inner_lr must be a finite number, got {inner_lr!r}")
+    if inner_lr < 0 and not allow_negative:
         raise ValueError(f"inner_lr must be >= 0 (the inner loop descends), got {inner_lr!r}")
+
+
+def _check_inner(inner_lr: float, inner_steps: int) -> None:
+    _check_inner_steps(inner_steps)
+    _check_inner_lr(inner_lr)
 
 
 def _as_params(tasks: QuadraticTasks, params: torch.Tensor | np.ndarray | list) -> torch.Tensor:
@@ -131,7 +140,7 @@ def _apply(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
 
 
 def stable_inner_lr_limit(tasks: QuadraticTasks) -> float:
-    """``2 / λ_max`` over all tasks: the inner loop converges for every task iff ``0 ≤ α`` is below it."""
+    """``2 / λ_max`` over all tasks: the inner loop converges for every task iff ``0 < α`` is below it."""
     return 2.0 / torch.linalg.eigvalsh(tasks.curvatures).max().item()
 
 
@@ -341,9 +350,10 @@ def landscape(tasks: QuadraticTasks, inner_lr: float, inner_steps: int, *, grid:
     """
     if tasks.dim != 2:
         raise ValueError(f"landscape draws 2-D tasks only, got dimension {tasks.dim}")
-    if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float, np.floating)) or not math.isfinite(inner_lr):
-        raise ValueError(f"inner_lr must be a finite number, got {inner_lr!r}")
-    _check_inner(abs(inner_lr), inner_steps)
+    _check_inner_lr(inner_lr, allow_negative=True)  # a negative α gets a message in the figure
+    _check_inner_steps(inner_steps)
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
+        raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
     limit = stable_inner_lr_limit(tasks)
     x0, x1, y0, y1 = plot_extent(tasks)
     gx, gy = np.linspace(x0, x1, grid), np.linspace(y0, y1, grid)
@@ -394,12 +404,14 @@ def _ellipse(centre: np.ndarray, curvature: np.ndarray, level: float = 0.5) -> n
     return centre + circle @ vecs.T
 
 
-def plot_landscape(tasks: QuadraticTasks, inner_lr: float, inner_steps: int, ax: Axes | None = None) -> Figure:
+def plot_landscape(tasks: QuadraticTasks, inner_lr: float, inner_steps: int, ax: Axes | None = None, *,
+                   legend: bool = True) -> Figure:
     """Slider callback, drawing half: contours of the meta-objective ``F`` with the points of :func:`landscape`.
 
     Draws each task's optimum (star) and a level set of its loss (thin ellipse), the joint-training
     optimum (black cross), the MAML initialisation θ* (white circle) and the ``k`` inner steps from θ*
-    to each adapted point θ′_i (arrows). Returns the figure (a new one if ``ax`` is ``None``).
+    to each adapted point θ′_i (arrows). Returns the figure (a new one if ``ax`` is ``None``; it is not
+    registered with pyplot, so a notebook shows it once, when it is returned).
     """
     data = landscape(tasks, inner_lr, inner_steps)
     if ax is None:
@@ -437,5 +449,6 @@ def plot_landscape(tasks: QuadraticTasks, inner_lr: float, inner_steps: int, ax:
     ax.set_xlabel(r"$\theta_1$ (parameter units)")
     ax.set_ylabel(r"$\theta_2$ (parameter units)")
     ax.set_title(f"MAML on {len(data.task_centres)} quadratic tasks: α = {data.inner_lr:.2f}, k = {data.inner_steps} inner step(s)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, title="contours: meta-objective F(θ)", title_fontsize=9)
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, title="contours: meta-objective F(θ)", title_fontsize=9)
     return fig

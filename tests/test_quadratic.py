@@ -292,5 +292,7 @@ def test_bad_params_and_tasks_raise_value_error_naming_the_argument():
         QuadraticTasks(torch.eye(2)[None], torch.zeros(1, 2), torch.zeros(1, 3))
     with pytest.raises(ValueError, match="inner_lr"):
         landscape(tasks, float("inf"), 1)
+    with pytest.raises(ValueError, match="grid"):
+        landscape(tasks, 0.1, 1, grid=1)
     with pytest.raises(ValueError, match="h"):
         central_differences(lambda p: p.sum(), PARAMS, h=0.0)
