@@ -1,0 +1,66 @@
+"""Checkpoints: weights, architecture and metadata round-trip; a mismatching architecture is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fomaml_utils.checkpoints import load_checkpoint, save_checkpoint
+from fomaml_utils.evaluation import Evaluation
+from fomaml_utils.models import MLP, ConvNet, build_model
+from fomaml_utils.training import History
+
+
+@pytest.mark.parametrize("arch", ["mlp", "mlp2", "cnn"])
+def test_checkpoint_round_trips_weights_architecture_and_predictions(tmp_path, arch):
+    torch.manual_seed(0)
+    model = build_model(arch, ways=5)
+    path = save_checkpoint(tmp_path / "sub" / "model.pt", model, algorithm="fomaml")
+    loaded, metadata = load_checkpoint(path, expected_arch=arch)
+    assert type(loaded) is type(model)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+    images = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(loaded(images), model(images), rtol=0, atol=0)
+    assert metadata == {"algorithm": "fomaml"}
+
+
+def test_checkpoint_keeps_metadata_and_history_as_plain_data(tmp_path):
+    history = History(iteration=[1, 2], query_loss=[1.5, 1.2], query_accuracy=[0.3, 0.4], seconds=[0.1, 0.2])
+    evaluation = Evaluation(steps=[0, 1], mean=[0.2, 0.5], ci95=[0.01, 0.02], metric="accuracy", num_tasks=10)
+    save_checkpoint(tmp_path / "m.pt", MLP(784, (256,), 5), split="unseen-digits",
+                    hyperparameters={"inner_lr": 0.4, "inner_steps": (5, 10)}, history=history,
+                    evaluation=evaluation, note=None)
+    _, metadata = load_checkpoint(tmp_path / "m.pt")
+    assert metadata["split"] == "unseen-digits"
+    assert metadata["hyperparameters"] == {"inner_lr": 0.4, "inner_steps": [5, 10]}
+    assert History.from_dict(metadata["history"]) == history
+    assert metadata["evaluation"] == evaluation.to_dict() and metadata["note"] is None
+
+
+def test_loading_refuses_a_mismatching_architecture_and_says_which_it_holds(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", build_model("mlp", 5))
+    with pytest.raises(ValueError, match=r"holds architecture 'mlp'.*expected_arch is 'cnn'"):
+        load_checkpoint(tmp_path / "m.pt", expected_arch="cnn")
+    save_checkpoint(tmp_path / "c.pt", ConvNet(5, channels=8))
+    with pytest.raises(ValueError, match="custom ConvNet"):
+        load_checkpoint(tmp_path / "c.pt", expected_arch="cnn")
+
+
+def test_unsaveable_metadata_and_unreadable_files_raise_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="sampler"):
+        save_checkpoint(tmp_path / "m.pt", build_model("mlp", 5), sampler=object())
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    with pytest.raises(ValueError, match="path"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="path"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="save_checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_checkpoint_files_load_with_weights_only(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", build_model("mlp", 5), history=History(iteration=[1]))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert set(payload) == {"format", "spec", "state_dict", "metadata"}
