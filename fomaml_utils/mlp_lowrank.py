@@ -167,7 +167,7 @@ class _AdaptedMLP:
         self.weights, self.biases, self.lr = weights, biases, inner_lr
         w0, b0 = weights[0], biases[0]
         # x W₀ᵀ + b₀: one large product per split covering every task (W₀ is shared by all of them).
-        self.shared = {"support": torch.addmm(b0, support_x.flatten(0, 1), w0.T).unflatten(0, support_x.shape[:2])}
+        self.shared = {"support": F.linear(support_x, w0, b0)}
         self.kernel = {"support": _kernel(support_x, support_x)}
         self.support_x = support_x
         self.add_split("query", query_x)
@@ -177,7 +177,7 @@ class _AdaptedMLP:
 
     def add_split(self, split: str, x: torch.Tensor) -> None:
         """Precompute the first layer's shared product and kernel for inputs ``x`` ``[T, m, in]``."""
-        self.shared[split] = torch.addmm(self.biases[0], x.flatten(0, 1), self.weights[0].T).unflatten(0, x.shape[:2])
+        self.shared[split] = F.linear(x, self.weights[0], self.biases[0])
         self.kernel[split] = _kernel(x, self.support_x)
 
     def forward(self, split: str) -> tuple[list, list]:
@@ -185,13 +185,14 @@ class _AdaptedMLP:
         of layers l ≥ 1 (``inputs[0]`` is ``None``: the first layer's input is the image)."""
         z = self.shared[split]
         if self.A is not None:
-            z = z - self.lr * (self.kernel[split] @ self.A)
+            z = torch.baddbmm(z, self.kernel[split], self.A, alpha=-self.lr)      # z − α K A
         inputs, pre = [None], [z]
         for l in range(1, len(self.weights)):
             h = torch.relu(z)
-            z = h @ self.weights[l].T + self.biases[l]
+            z = F.linear(h, self.weights[l], self.biases[l])                     # h Wᵀ + b
             if self.D[l] is not None:
-                z = z - self.lr * ((h @ self.H[l].mT + 1) @ self.D[l])
+                kernel = torch.baddbmm(torch.ones((), dtype=h.dtype), h, self.H[l].mT)   # h Hᵀ + 1
+                z = torch.baddbmm(z, kernel, self.D[l], alpha=-self.lr)          # − α (h Hᵀ + 1) D
             inputs.append(h)
             pre.append(z)
         return inputs, pre
@@ -201,9 +202,9 @@ class _AdaptedMLP:
         for every layer, ``[T, m, out_l]``."""
         deltas = [delta]
         for l in range(len(self.weights) - 1, 0, -1):
-            grad_h = delta @ self.weights[l]                      # δ W_l
+            grad_h = delta @ self.weights[l]                                     # δ W
             if self.D[l] is not None:
-                grad_h = grad_h - self.lr * ((delta @ self.D[l].mT) @ self.H[l])   # − α (δ Dᵀ) H
+                grad_h = torch.baddbmm(grad_h, delta @ self.D[l].mT, self.H[l], alpha=-self.lr)  # − α (δ Dᵀ) H
             delta = _relu_backward(grad_h, pre[l - 1])
             deltas.insert(0, delta)
         return deltas
