@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data
 
-.PHONY: setup data lab test bench clean
+.PHONY: setup data lab test outputs bench clean
 
 setup: $(STAMP) data
 
@@ -29,6 +29,10 @@ lab: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Re-execute every notebook in place: the stored outputs that nbval compares against.
+outputs: setup
+	$(PY) notebooks/build/execute.py notebooks/[0-9]*.ipynb
 
 bench: setup
 	$(PY) -m fomaml_utils.bench
