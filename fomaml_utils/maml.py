@@ -40,6 +40,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from fomaml_utils.models import MLP
 from fomaml_utils.taskbatch import TaskBatch
 
 Algorithm = Literal["fomaml", "maml", "reptile"]
@@ -247,13 +248,13 @@ def resolve_implementation(model: nn.Module, implementation: str = "auto") -> st
                          f"got {implementation!r}")
     if implementation != "auto":
         return implementation
-    # Measured on this project's 2-core CPU (torch 2.14.1, 1 thread, shared machine under load),
-    # meta-batch 16, 5-way 1-shot 15 queries, 5 inner steps, tasks/s loop vs vmap:
-    #   MLP 784-256-128-5: fomaml 74 vs 77, maml 38 vs 51, reptile 87 vs 126  -> vmap
-    #   ConvNet(5):        fomaml 5.7 vs 3.6, maml 4.9 vs 2.8, reptile 6.9 vs 8.4 -> loop
-    #                      (vmapped convolutions on CPU fall back to slower kernels)
-    from fomaml_utils.models import MLP  # local import: models may import from here later
-
+    # Measured on this project's 2-core CPU (torch 2.14.1, 1 thread, machine shared and loaded), meta-batch
+    # 16, 5-way 1-shot 15 queries, 5 inner steps; tasks/s loop / vmap / lowrank, two runs:
+    #   MLP 784-256-128-5: fomaml 74 / 77 and 43 / 67 / 395; maml 38 / 51 and 35 / 37 / 263;
+    #                      reptile 87 / 126 and 58 / 75 / 561              -> lowrank, else vmap
+    #   ConvNet(5):        fomaml 5.7 / 3.6 and 3.0 / 2.4; maml 4.9 / 2.8 and 2.6 / 2.6;
+    #                      reptile 6.9 / 8.4 and 5.0 / 5.2                  -> loop
+    #   (vmapped convolutions with per-task weights run as slower grouped convolutions on CPU)
     if isinstance(model, MLP):
         try:
             import fomaml_utils.mlp_lowrank  # noqa: F401
@@ -278,9 +279,10 @@ def meta_gradient(model: nn.Module, params: Mapping[str, torch.Tensor], batch: T
       * ``"maml"`` — the exact gradient of L_Q(θ′(θ)), second order through the inner loop.
       * ``"reptile"`` — the direction θ − θ′, unscaled. Plain SGD with ``meta_lr`` = β then moves θ a
         fraction β of the way to the mean adapted point, θ ← θ + β·mean(θ′ − θ), which is exactly the
-        batched Reptile update of Nichol et al. (2018) with their outer step size ε = β. Their paper
-        relates this to gradients: θ − θ′ ≈ α·k·(gradient) for small α, so to compare its size with
-        FOMAML's divide by α·k. (With Adam the scale matters little.) Reptile adapts on the support
+        batched Reptile update of Nichol et al. (2018) with their outer step size ε = β. Their analysis
+        (Sec. 5) calls (θ − θ′)/α the "Reptile gradient": the sum of the k support gradients along the
+        inner path, so ours is α times theirs, and dividing by α·k gives a per-step gradient on
+        FOMAML's scale. (With Adam the overall scale matters little.) Reptile adapts on the support
         set only; the query set is used just to report the loss at θ′.
 
     ``implementation``: ``"loop"``, ``"vmap"``, ``"lowrank"`` (MLPs, ``fomaml_utils.mlp_lowrank``)

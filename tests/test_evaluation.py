@@ -13,6 +13,16 @@ from fomaml_utils.models import MLP, ConvNet
 from fomaml_utils.taskbatch import TaskBatch
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tensors are tiny: a second intra-op thread gains nothing, and on a loaded 2-core machine its
+    spin-waiting made this file ~8× slower (measured). Restored after each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class ToySampler:
     """Random few-shot tasks from a seeded generator; records how many tasks each call asked for."""
 
@@ -52,9 +62,10 @@ def test_confidence_interval_is_1_96_sample_std_over_sqrt_n():
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_evaluate_scores_each_step_as_plain_sgd_adaptation_does(arch):
     torch.manual_seed(0)
-    model = MLP(784, (16,), 3) if arch == "mlp" else ConvNet(3, channels=4)
-    result = evaluate(model, ToySampler(seed=1), inner_lr=0.2, inner_steps=3, num_tasks=5, tasks_per_batch=2)
-    batch = ToySampler(seed=1).sample(2)  # the first two tasks evaluate() saw
+    model = MLP(144, (16,), 3) if arch == "mlp" else ConvNet(3, channels=4, blocks=2, image_size=12)
+    sampler = lambda: ToySampler(shape=(1, 12, 12), seed=1)  # noqa: E731
+    result = evaluate(model, sampler(), inner_lr=0.2, inner_steps=3, num_tasks=5, tasks_per_batch=2)
+    batch = sampler().sample(2)  # the first two tasks evaluate() saw
     params = {k: p.detach() for k, p in model.named_parameters()}
     for i in range(2):
         for step in range(4):

@@ -10,6 +10,16 @@ from fomaml_utils.maml import MetaGradient, adapt, meta_gradient, resolve_implem
 from fomaml_utils.models import MLP, ConvNet
 from fomaml_utils.taskbatch import TaskBatch
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tensors are tiny: a second intra-op thread gains nothing, and on a loaded 2-core machine its
+    spin-waiting made this file ~8× slower (measured). Restored after each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 ALGORITHMS = ("fomaml", "maml", "reptile")
 
 
@@ -126,7 +136,7 @@ def _meta_objective(model, flat, shapes, batch, inner_lr, inner_steps):
 
 @pytest.mark.parametrize("implementation", ["loop", "vmap"])
 def test_maml_gradient_matches_central_finite_differences_and_differs_from_fomaml(implementation):
-    model = tiny_mlp(features=3, ways=2, hidden=(4,), dtype=torch.float64)
+    model = tiny_mlp(features=3, ways=2, hidden=(3,), dtype=torch.float64)
     params = params_of(model)
     b = classification_batch(tasks=2, ways=2, features=3, dtype=torch.float64)
     out = meta_gradient(model, params, b, algorithm="maml", inner_lr=0.5, inner_steps=2,
@@ -267,11 +277,11 @@ def test_adapt_rejects_bad_inner_lr_and_inner_steps():
 # ---- the batched path
 
 
-def image_batch(tasks=2, ways=3, shots=2, queries=2, seed=0) -> TaskBatch:
+def image_batch(tasks=2, ways=3, shots=2, queries=2, size=12, seed=0) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
-    return TaskBatch(torch.randn(tasks, ways * shots, 1, 28, 28, generator=g),
+    return TaskBatch(torch.randn(tasks, ways * shots, 1, size, size, generator=g),
                      torch.arange(ways).repeat_interleave(shots).repeat(tasks, 1),
-                     torch.randn(tasks, ways * queries, 1, 28, 28, generator=g),
+                     torch.randn(tasks, ways * queries, 1, size, size, generator=g),
                      torch.arange(ways).repeat_interleave(queries).repeat(tasks, 1))
 
 
@@ -279,7 +289,8 @@ def image_batch(tasks=2, ways=3, shots=2, queries=2, seed=0) -> TaskBatch:
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_vmap_and_loop_meta_gradients_agree(arch, algorithm):
     torch.manual_seed(0)
-    model = MLP(784, (16, 8), 3) if arch == "mlp" else ConvNet(3, channels=4)
+    # Small images keep the test fast; the ConvNet is the same class at a smaller size (12 → 6 → 3).
+    model = MLP(144, (16, 8), 3) if arch == "mlp" else ConvNet(3, channels=4, blocks=2, image_size=12)
     params = params_of(model)
     b = image_batch()
     loop = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.3, inner_steps=2, implementation="loop")
