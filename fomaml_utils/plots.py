@@ -29,7 +29,8 @@ def _as_labels(name: str, values: torch.Tensor | Sequence[int], length: int) -> 
     """``values`` as int64 ``[length]``, or a ValueError naming ``name``."""
     t = torch.as_tensor(values).detach().cpu()
     if t.is_floating_point() or t.shape != (length,):
-        raise ValueError(f"{name} must be {length} integer labels ([ways*queries]), got shape {list(t.shape)}")
+        raise ValueError(f"{name} must be {length} integer labels ([ways*queries]), "
+                         f"got shape {list(t.shape)}")
     return t.long()
 
 
@@ -70,13 +71,16 @@ def plot_task(
     image axes (fewer only if some label has fewer images). Close it when done (``plt.close(fig)``).
     """
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < batch.num_tasks:
-        raise ValueError(f"index={index!r} but the batch has only {batch.num_tasks} tasks (0..{batch.num_tasks - 1})")
-    if isinstance(max_queries_per_class, bool) or not isinstance(max_queries_per_class, int) or max_queries_per_class < 0:
-        raise ValueError(f"max_queries_per_class must be a non-negative integer, got {max_queries_per_class!r}")
+        raise ValueError(f"index={index!r} but the batch has only {batch.num_tasks} tasks "
+                         f"(0..{batch.num_tasks - 1})")
+    limit = max_queries_per_class
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"max_queries_per_class must be a non-negative integer, got {limit!r}")
     support_x, support_y, query_x, query_y = (t[index].detach().cpu() for t in batch)
     ways = int(max(support_y.max(), query_y.max())) + 1
     if classes is not None and len(classes) != ways:
-        raise ValueError(f"classes must give one (digit, rotation) per label, {ways} in all; got {len(classes)}")
+        raise ValueError(f"classes must give one (digit, rotation) per label, {ways} in all; "
+                         f"got {len(classes)}")
     if predictions is not None:
         predictions = _as_labels("predictions", predictions, len(query_y))
 
@@ -111,6 +115,7 @@ def plot_task(
                     caption += f"\ndigit {classes[label][0]}, {classes[label][1]}°"
                 wrong = name == "Query" and predictions is not None and int(predictions[i]) != label
                 if wrong:
-                    caption = caption.replace(f"label {label}", f"label {label}, predicted {int(predictions[i])}")
+                    said = f"label {label}, predicted {int(predictions[i])}"
+                    caption = caption.replace(f"label {label}", said)
                 _show(ax, images[i], caption, wrong)
     return fig

@@ -125,12 +125,16 @@ def test_label_to_class_assignment_is_random_across_tasks():
     assert table.min() > 300 and table.max() < 500
 
 
-def test_support_is_a_uniformly_random_part_of_the_drawn_images():
-    # Floyd's algorithm alone would put high positions late; the shuffle must undo that.
-    sampler = _sampler(classes=[(0, 0)], ways=1, shots=1, queries=11, images_per_digit=12)
-    _, image_idx = sampler.sample_indices(2400)
-    counts = torch.bincount(image_idx[:, 0, 0], minlength=60)[torch.arange(0, 60, 5)]
-    assert counts.min() > 130 and counts.max() < 270  # expected 200 each
+@pytest.mark.parametrize("images_per_digit, queries", [(40, 3), (12, 11)])
+def test_every_image_of_a_class_is_equally_likely_in_each_position(images_per_digit, queries):
+    # (40, 3): the usual path, distinct draws with replacement; (12, 11): every image is drawn, in
+    # random order. Either way each image should be the support image 1/n of the time.
+    sampler = _sampler(classes=[(0, 0)], ways=1, shots=1, queries=queries, images_per_digit=images_per_digit)
+    _, image_idx = sampler.sample_indices(4000)
+    expected = 4000 / images_per_digit  # 100 or 333; standard deviation below 18
+    for position in (0, queries):
+        counts = torch.bincount(image_idx[:, 0, position], minlength=5 * images_per_digit)[::5]
+        assert counts.min() > expected - 80 and counts.max() < expected + 80
 
 
 # --------------------------------------------------------------------------- rotations
@@ -139,7 +143,9 @@ def test_support_is_a_uniformly_random_part_of_the_drawn_images():
 def test_rotated_class_images_are_rot90_of_the_normalised_originals():
     images, labels = _synthetic()
     classes = [(0, 0), (0, 90), (1, 180), (2, 270), (3, 0)]
-    make = lambda: FewShotSampler.from_tensors(images, labels, classes, 5, SHOTS, QUERIES, seed=1)  # noqa: E731
+    def make():
+        return FewShotSampler.from_tensors(images, labels, classes, 5, SHOTS, QUERIES, seed=1)
+
     class_idx, image_idx = make().sample_indices(8)  # the same draw as the batch below
     batch = make().sample(8)
     x = torch.cat([batch.support_x.unflatten(1, (5, SHOTS)), batch.query_x.unflatten(1, (5, QUERIES))], 2)
@@ -228,7 +234,8 @@ def test_samplers_over_one_file_share_one_normalised_image_pool(unseen_train):
 
 
 def test_ways_above_the_number_of_classes_is_refused_naming_split_and_part():
-    with pytest.raises(ValueError, match=r"ways=6 but split 'unseen-digits-5' part 'train' has only 5 classes"):
+    message = r"ways=6 but split 'unseen-digits-5' part 'train' has only 5 classes"
+    with pytest.raises(ValueError, match=message):
         FewShotSampler("unseen-digits-5", "train", ways=6, shots=1, queries=1)
 
 
@@ -252,7 +259,8 @@ def test_non_positive_num_tasks_is_refused(value):
 
 
 def test_unknown_split_is_refused_listing_the_known_ones():
-    with pytest.raises(ValueError, match=r"split='omniglot' is unknown; known splits: 'digits', 'unseen-digits'"):
+    message = r"split='omniglot' is unknown; known splits: 'digits', 'unseen-digits', 'unseen-digits-5'"
+    with pytest.raises(ValueError, match=message):
         FewShotSampler("omniglot", "train", ways=5, shots=1, queries=1)
 
 
