@@ -90,6 +90,9 @@ def peak_memory_bytes(fn: Callable[..., R], *args: Any, device: torch.device | s
                       **kwargs: Any) -> tuple[R, int]:
     """Run ``fn(*args, **kwargs)`` and return ``(result, peak bytes allocated above the start)``.
 
+    ``device`` is this function's own keyword (where to measure), not passed on to ``fn``; to give
+    ``fn`` a ``device`` argument, bind it first with ``functools.partial``.
+
     CUDA (``device`` a CUDA device, or ``None`` when CUDA is available): ``torch.cuda.max_memory_allocated``
     after resetting the peak statistics, minus what was allocated before the call.
 
