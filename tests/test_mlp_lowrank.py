@@ -199,6 +199,28 @@ def test_bad_hyperparameters_raise_value_error_naming_the_argument(kwargs, match
 # ---- the benchmark
 
 
+@pytest.mark.parametrize("algorithm", ["fomaml", "reptile"])
+def test_tutorial_baseline_computes_the_same_meta_gradient_as_the_loop(algorithm):
+    model, params = make_mlp(hidden=(16, 12), dtype=torch.float64)
+    params = dict(model.named_parameters())  # the deepcopy baseline starts from the model's own weights
+    batch = classification_batch(dtype=torch.float64)
+    args = dict(algorithm=algorithm, inner_lr=0.5, inner_steps=3)
+    got = bench.tutorial_meta_gradient(model, params, batch, **args)
+    assert_same_meta_gradient(got, meta_gradient(model, params, batch, implementation="loop", **args), atol=1e-12)
+    assert all(p.grad is None for p in params.values())
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_higher_baseline_computes_the_same_meta_gradient_as_the_loop(algorithm):
+    pytest.importorskip("higher")
+    model, params = make_mlp(hidden=(16, 12), dtype=torch.float64)
+    params = dict(model.named_parameters())
+    batch = classification_batch(dtype=torch.float64)
+    args = dict(algorithm=algorithm, inner_lr=0.5, inner_steps=3)
+    got = bench.higher_meta_gradient(model, params, batch, **args)
+    assert_same_meta_gradient(got, meta_gradient(model, params, batch, implementation="loop", **args), atol=1e-12)
+
+
 def test_bench_quick_smoke_run_prints_a_table_and_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     bench.main(["--quick", "--data", "random", "--models", "mlp", "--steps", "1", "--algorithms", "fomaml,maml",
