@@ -123,9 +123,9 @@ def lowrank_meta_gradient(
     like = weights[0]
     support_x = batch.support_x.flatten(2).to(device=like.device, dtype=like.dtype)
     query_x = batch.query_x.flatten(2).to(device=like.device, dtype=like.dtype)
-    support_y, query_y = batch.support_y.to(like.device), batch.query_y.to(like.device)
-    if support_y.is_floating_point():
-        support_y, query_y = support_y.to(like.dtype), query_y.to(like.dtype)
+    label_dtype = like.dtype if batch.support_y.is_floating_point() else torch.long  # one_hot wants int64
+    support_y = batch.support_y.to(device=like.device, dtype=label_dtype)
+    query_y = batch.query_y.to(device=like.device, dtype=label_dtype)
 
     if algorithm == "maml":
         # Exact second order: autograd differentiates through the hand-written inner loop.

@@ -129,6 +129,15 @@ def test_each_task_moves_the_first_layer_by_a_matrix_of_rank_at_most_its_support
     assert torch.linalg.matrix_rank(out.grads["layers.1.weight"]) <= 4 * 3
 
 
+def test_int32_labels_give_the_same_meta_gradient_as_int64():
+    model, params = make_mlp()
+    batch = classification_batch()
+    narrow = batch._replace(support_y=batch.support_y.int(), query_y=batch.query_y.int())
+    args = dict(algorithm="fomaml", inner_lr=0.5, inner_steps=2)
+    assert_same_meta_gradient(lowrank_meta_gradient(model, params, narrow, **args),
+                              lowrank_meta_gradient(model, params, batch, **args), atol=0.0)
+
+
 def test_params_are_left_untouched_and_grads_carry_no_graph():
     model, params = make_mlp(hidden=(16, 12))
     before = {k: p.clone() for k, p in params.items()}
