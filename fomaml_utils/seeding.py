@@ -9,15 +9,23 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+def seed_everything(seed: int, deterministic: bool = True, threads: int | None = None) -> torch.Generator:
     """Seed Python, NumPy and torch, and (by default) make torch deterministic.
 
     Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
     Deterministic mode makes torch raise on operations that have no deterministic
     implementation rather than silently giving run-to-run differences.
+
+    ``threads`` fixes torch's intra-op thread count. Results depend on it (it changes the order of
+    floating-point sums, and meta-training amplifies such differences), so the notebooks fix it to
+    the 2 threads their stored outputs were made with. ``None`` leaves it as it is.
     """
-    if not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

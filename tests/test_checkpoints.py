@@ -11,16 +11,6 @@ from fomaml_utils.models import MLP, ConvNet, build_model
 from fomaml_utils.training import History
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: a second intra-op thread gains nothing, and on a loaded 2-core machine its
-    spin-waiting made this file ~8× slower (measured). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("arch", ["mlp", "mlp2", "cnn"])
 def test_checkpoint_round_trips_weights_architecture_and_predictions(tmp_path, arch):
     torch.manual_seed(0)

@@ -13,16 +13,6 @@ from fomaml_utils.models import MLP, ConvNet
 from fomaml_utils.taskbatch import TaskBatch
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: a second intra-op thread gains nothing, and on a loaded 2-core machine its
-    spin-waiting made this file ~8× slower (measured). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ToySampler:
     """Random few-shot tasks from a seeded generator; records how many tasks each call asked for."""
 

@@ -8,16 +8,6 @@ import torch
 from fomaml_utils.models import MLP, ConvNet, build_model, model_from_spec, model_spec
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: a second intra-op thread gains nothing, and on a loaded 2-core machine its
-    spin-waiting made this file ~8× slower (measured). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_mlp_keeps_its_parameter_names_and_flattens_images():
     model = MLP(784, (256, 128), 5)
     assert [k for k, _ in model.named_parameters()] == [

@@ -13,16 +13,6 @@ from fomaml_utils.training import DivergenceError, History, meta_train
 from test_evaluation import ToySampler  # tests/ is on sys.path under pytest's default import mode
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: a second intra-op thread gains nothing, and on a loaded 2-core machine its
-    spin-waiting made this file ~8× slower (measured). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = {"inner_lr": 0.3, "meta_lr": 0.01, "inner_steps": 2, "meta_batch_size": 2, "progress": False}
 
 
