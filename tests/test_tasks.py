@@ -225,9 +225,30 @@ def test_real_tasks_have_documented_shapes(unseen_train):
     assert all(c in SPLITS["unseen-digits"].train_classes for c in unseen_train.task_classes(class_idx[0]))
 
 
-def test_samplers_over_one_file_share_one_normalised_image_pool(unseen_train):
-    other = FewShotSampler("digits", "val", ways=5, shots=1, queries=1)
-    assert other.images.data_ptr() == unseen_train.images.data_ptr()
+def test_samplers_without_rotations_share_the_normalised_file():
+    a = FewShotSampler("digits", "val", ways=5, shots=1, queries=1)
+    b = FewShotSampler("unseen-digits-5", "train", ways=5, shots=1, queries=1)
+    assert a.images.data_ptr() == b.images.data_ptr()
+
+
+def test_parts_of_a_rotated_split_share_one_turned_copy_of_the_file(unseen_train):
+    val = FewShotSampler("unseen-digits", "val", ways=5, shots=1, queries=1)
+    again = FewShotSampler("unseen-digits", "train", ways=3, shots=2, queries=2, seed=7)
+    plain = FewShotSampler("digits", "val", ways=5, shots=1, queries=1)
+    assert unseen_train.images.data_ptr() == val.images.data_ptr() == again.images.data_ptr()
+    assert plain.images.data_ptr() != val.images.data_ptr()
+
+
+@pytest.mark.parametrize("part", ["train", "val", "test"])
+def test_real_images_of_each_class_are_its_rotation_of_the_normalised_originals(part):
+    sampler = FewShotSampler("unseen-digits", part, ways=5, shots=1, queries=1)
+    FewShotSampler("unseen-digits", "val" if part == "train" else "train", ways=5, shots=1, queries=1)
+    raw, labels = load_mnist_tensors(train=part != "test")
+    for c, (digit, rotation) in enumerate(sampler.classes):
+        idx = sampler.class_image_indices(c)[:50]
+        assert (labels[idx] == digit).all()
+        expected = torch.rot90(normalize_images(raw[idx]), rotation // 90, dims=(-2, -1))
+        assert torch.equal(sampler.images[idx], expected)
 
 
 # --------------------------------------------------------------------------- errors
