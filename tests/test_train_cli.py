@@ -1,0 +1,101 @@
+"""The command line ``python -m fomaml_utils.train``: help, usage errors, a tiny run, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fomaml_utils.checkpoints import load_checkpoint
+from fomaml_utils.train import build_parser, check_blowup, main
+from fomaml_utils.training import DivergenceError, History
+
+TINY = ["--iterations", "4", "--meta-batch-size", "4", "--inner-steps", "1", "--val-every", "2",
+        "--val-tasks", "10", "--eval-tasks", "20", "--eval-inner-steps", "2", "--no-progress"]
+
+
+def test_help_explains_every_flag_and_shows_defaults():
+    result = subprocess.run([sys.executable, "-m", "fomaml_utils.train", "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    flags = [s for a in build_parser()._actions for s in a.option_strings if s.startswith("--")]
+    missing = [f for f in flags if f not in result.stdout]
+    assert not missing, f"--help does not mention {missing}"
+    assert "(default: 5)" in result.stdout and "(default: fomaml)" in result.stdout
+    assert all(a.help for a in build_parser()._actions), "every flag has a help text"
+
+
+def test_unknown_flag_is_a_usage_error_with_exit_status_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--no-such-flag"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ways", "1"], "--ways"),
+    (["--shots", "0"], "--shots"),
+    (["--inner-lr", "-0.1"], "--inner-lr"),
+    (["--meta-lr", "nan"], "--meta-lr"),
+    (["--iterations", "ten"], "--iterations"),
+    (["--algorithm", "sgd"], "--algorithm"),
+    (["--split", "omniglot"], "--split"),
+    (["--ways", "13"], "ways=13"),  # the unseen-digits meta-test part has only 12 classes
+    (["--queries", "100000"], "queries"),
+])
+def test_bad_values_are_usage_errors_naming_the_flag(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_tiny_run_writes_a_checkpoint_that_loads_and_a_json_with_the_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--shots", "2", "--seed", "3"]) == 0
+    model, metadata = load_checkpoint(out / "checkpoint.pt", expected_arch="mlp")
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_ci95"] > 0
+    assert metrics["evaluation"]["steps"] == [0, 1, 2] and metrics["evaluation"]["num_tasks"] == 20
+    assert metrics["config"]["shots"] == 2 and metrics["config"]["seed"] == 3
+    assert metrics["history"]["iteration"] == [1, 2, 3, 4] and metrics["history"]["val_iteration"] == [0, 2, 4]
+    assert metrics["peak_memory_bytes"] > 0 and metrics["train_seconds"] > 0
+    assert metadata["test_accuracy"] == metrics["test_accuracy"]
+    assert f"{100 * metrics['test_accuracy']:.1f} %" in capsys.readouterr().out
+
+
+def test_same_seed_gives_the_same_checkpoint(tmp_path):
+    for name in ("a", "b"):
+        assert main([*TINY, "--out", str(tmp_path / name)]) == 0
+    (a, _), (b, _) = (load_checkpoint(tmp_path / name / "checkpoint.pt") for name in ("a", "b"))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--inner-lr", "10", "--meta-lr", "1"],  # blows up to ~1e13, then dead ReLUs at chance level
+    ["--inner-lr", "1e30"],                  # NaN at the first step
+])
+def test_diverging_run_exits_1_with_one_line_and_writes_nothing(argv, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, *argv, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "diverged" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_blowup_check_passes_a_healthy_history_and_names_the_iteration_of_a_blown_up_one():
+    healthy = History(iteration=[1, 2, 3], query_loss=[1.6, 2.9, 1.2])
+    check_blowup(healthy, ways=5)
+    blown = History(iteration=[1, 2, 3], query_loss=[1.6, 5e5, 1.609])  # finite, back at chance
+    with pytest.raises(DivergenceError, match="iteration 2") as info:
+        check_blowup(blown, ways=5)
+    assert info.value.history is blown
+    assert 10 * math.log(5) < 5e5
