@@ -166,8 +166,9 @@ def _check_positive(name: str, value: object) -> None:
 def _one_thread() -> Iterator[None]:
     """Run torch ops on one thread inside the block, then restore the thread count.
 
-    Sampling is many small copies: two threads gain little on an idle machine, and on a busy one
-    every parallel op waits for the descheduled thread (measured: 5-25x slower under load).
+    Sampling is small copies: two threads gain little on an idle machine, and on a busy one every
+    parallel op waits for the descheduled thread (measured under load: 1.1 ms on one thread against
+    4.2 ms on two for ``sample(16)``, 5-way 1-shot 15-query).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
