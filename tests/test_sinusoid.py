@@ -113,16 +113,7 @@ def test_bad_num_tasks_raises_value_error(num_tasks):
 # ---------------------------------------------------------------- pretrained baseline
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrix products run faster on one thread, and far faster on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_pretrained_baseline_reduces_mse_on_pooled_held_out_data(one_thread):
+def test_pretrained_baseline_reduces_mse_on_pooled_held_out_data():
     torch.manual_seed(0)
     model = MLP(1, (40, 40), 1)
     held_out = SinusoidSampler(10, 10, seed=99).sample(200)

@@ -1,9 +1,14 @@
 """Writes notebooks/02_first_order_maml.ipynb from the cells below (without outputs).
 
-Run from the repository root, then execute the notebook to store its outputs:
+Run from the repository root, then execute the notebook to store its outputs (without per-cell
+timestamps, so that re-running changes only what really changed):
 
     .venv/bin/python notebooks/build/build_02_first_order_maml.py
-    cd notebooks && ../.venv/bin/jupyter nbconvert --to notebook --execute --inplace 02_first_order_maml.ipynb
+    cd notebooks && ../.venv/bin/jupyter nbconvert --to notebook --execute --inplace \
+        --ExecutePreprocessor.record_timing=False 02_first_order_maml.ipynb
+
+(``notebooks/build/execute.py`` would also drop the widget state, but with ``store_widget_state=False``
+nbclient fails with a KeyError when an ``interact`` cell draws into its Output widget, as ours does.)
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ md(r"""
   applied to the initial weights.
 - How to write FOMAML in a few lines of plain PyTorch (`torch.autograd.grad`, no helper package), and check it
   against `fomaml_utils` to $10^{-6}$.
-- **Reptile**, FOMAML's sibling (move $\theta$ towards $\theta'$), and why, to second order, MAML, FOMAML and
+- **Reptile**, FOMAML's sibling (move $\theta$ towards $\theta'$), and why, to first order in $\alpha$, MAML, FOMAML and
   Reptile all follow the same two forces: joint training, plus a push towards weights where gradients of
   different batches of the same task agree.
 - *When* the first-order approximation is good: on a real network we measure the angle and the relative
@@ -68,6 +73,7 @@ from fomaml_utils.seeding import seed_everything
 from fomaml_utils.models import MLP
 from fomaml_utils.maml import meta_gradient
 from fomaml_utils import sinusoid
+
 
 def plain_log_ticks(axis, ticks):
     # A log-scaled axis labelled 0.2, 0.5, 1, ... instead of powers of ten.
@@ -143,8 +149,8 @@ $\varphi$.
 """)
 
 code(r"""
-sampler = sinusoid.SinusoidSampler(shots=10, queries=10, seed=0)
-batch, amplitude, phase = sinusoid.SinusoidSampler(shots=10, queries=10, seed=123).sample(3, return_params=True)
+sampler = sinusoid.SinusoidSampler(shots=10, queries=10, seed=123)
+batch, amplitude, phase = sampler.sample(3, return_params=True)
 print("support_x", tuple(batch.support_x.shape), " support_y", tuple(batch.support_y.shape),
       " query_x", tuple(batch.query_x.shape), " dtype", batch.support_x.dtype)
 for i in range(batch.num_tasks):
@@ -269,12 +275,12 @@ support_x, support_y, query_x, query_y = (t[0] for t in task)
 
 adapted = inner_loop(params, support_x, support_y, inner_lr=0.01, inner_steps=5)
 reptile = meta_gradient(model, params, task, algorithm="reptile", inner_lr=0.01, inner_steps=5).grads
-assert all(torch.allclose(params[n] - adapted[n], reptile[n], atol=1e-6) for n in params)
+assert all(torch.allclose(params[n] - adapted[n], reptile[n], rtol=0, atol=1e-6) for n in params)
 
 adapted = inner_loop(params, support_x, support_y, inner_lr=0.01, inner_steps=5, create_graph=True)
 exact = torch.autograd.grad(loss_fn(adapted, query_x, query_y), list(params.values()))
 maml = meta_gradient(model, params, task, algorithm="maml", inner_lr=0.01, inner_steps=5).grads
-assert all(torch.allclose(e, maml[n], atol=1e-6) for e, n in zip(exact, params))
+assert all(torch.allclose(e, maml[n], rtol=0, atol=1e-6) for e, n in zip(exact, params))
 print("Reptile (θ − θ′) and second-order MAML agree with fomaml_utils to 1e-6")
 """)
 
@@ -314,9 +320,10 @@ def agreement(params, batch):
     table = {}
     for k in INNER_STEPS:
         table[k] = []
-        for lr in INNER_LRS:
-            exact = flat(meta_gradient(model, params, batch, algorithm="maml", inner_lr=lr, inner_steps=k).grads)
-            first = flat(meta_gradient(model, params, batch, algorithm="fomaml", inner_lr=lr, inner_steps=k).grads)
+        for inner_lr in INNER_LRS:
+            kw = dict(inner_lr=inner_lr, inner_steps=k)
+            exact = flat(meta_gradient(model, params, batch, algorithm="maml", **kw).grads)
+            first = flat(meta_gradient(model, params, batch, algorithm="fomaml", **kw).grads)
             table[k].append((F.cosine_similarity(exact, first, dim=0).item(),
                              ((first - exact).norm() / exact.norm()).item()))
     return table
@@ -324,6 +331,7 @@ def agreement(params, batch):
 
 code(r"""
 def show_agreement(table, where):
+    # "diverged": the inner loop itself blew up (steps too large for these tasks), so there is nothing to compare.
     print(f"cosine similarity / relative error, FOMAML vs MAML, {where}")
     print("  k  " + "".join(f"  α={lr:<11g}" for lr in INNER_LRS))
     for k, row in table.items():
@@ -361,7 +369,7 @@ answer it.
 # ---------------------------------------------------------------------------------- Reptile analysis
 
 md(r"""
-## 5 · Why FOMAML and Reptile learn the same thing (the Reptile paper's argument)
+## 5 · How MAML, FOMAML and Reptile relate (the Reptile paper's argument)
 
 Nichol, Achiam and Schulman (2018) compared the three updates by Taylor-expanding them in $\alpha$. Here is
 their argument, for the smallest interesting case. A task shows us two batches of data, $A$ and $B$ (for MAML
@@ -422,7 +430,8 @@ The paper's setting, except for the length of training:
   higher than the paper's; the comparison between methods is what we are after.
 
 `meta_train(model, sampler, algorithm=..., ...)` from `fomaml_utils.training` runs the loop: sample 25 tasks,
-`meta_gradient`, one Adam step on $\theta$. The **pretrained baseline** (`sinusoid.train_pretrained`) fits one
+`meta_gradient`, one Adam step on $\theta$ (for Reptile, Adam is handed $\theta - \theta'$ in place of a gradient,
+the usual practice since the Reptile paper). The **pretrained baseline** (`sinusoid.train_pretrained`) fits one
 network to all tasks jointly: every step pools the points of 25 fresh tasks into one regression data set
 and takes an Adam step on the mean squared error, the same number of steps as the meta-learners.
 """)
@@ -479,7 +488,7 @@ plt.show()
 
 md(r"""
 All three meta-learners drive the post-adaptation query loss far below what a single regressor achieves for all
-tasks at once: the pretrained curve, whose loss involves no adaptation, flattens near 2.9, the error of the best
+tasks at once: the pretrained curve, whose loss involves no adaptation, flattens near 3, the error of the best
 single curve $\mathbb{E}[A\sin(x-\varphi)] = -\tfrac{2\,\mathbb{E}[A]}{\pi}\cos x$. (Reptile's curve is lower partly
 because its loss is measured after 5 inner steps, not 1.) The meta-learners' curves are still going down at
 2,000 iterations: longer training would help all three.
@@ -634,7 +643,7 @@ md(r"""
 **Memory.** `saved_tensor_bytes` from `fomaml_utils.memory` counts the peak size of the tensors autograd keeps
 for a backward pass while one meta-gradient is computed — exact and the same on every machine. We measure it
 with the one-task-at-a-time implementation (`implementation="loop"`), so the numbers are *per task*; the
-vectorised default keeps all 25 tasks' graphs at once, 25 times as much.
+vectorised default keeps all 25 tasks' graphs at once, roughly 25 times as much.
 """)
 
 code(r"""
@@ -769,6 +778,8 @@ def build() -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:02d}"  # stable ids, so rebuilding does not change every cell in the diff
     return nb
 
 
