@@ -25,17 +25,16 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
+from matplotlib.axes import Axes
 from torch import nn
 from torch.nn import functional as F
 
-from fomaml_utils.maml import adapt
+from fomaml_utils.maml import Params, adapt
 from fomaml_utils.taskbatch import TaskBatch
 
 AMPLITUDE_RANGE: tuple[float, float] = (0.1, 5.0)
 PHASE_RANGE: tuple[float, float] = (0.0, math.pi)
 X_RANGE: tuple[float, float] = (-5.0, 5.0)
-
-Params = dict[str, torch.Tensor]
 
 
 def sinusoid(x: torch.Tensor, amplitude: torch.Tensor | float, phase: torch.Tensor | float) -> torch.Tensor:
@@ -206,7 +205,7 @@ def _check_slider(name: str, value: float, *, integer: bool = False) -> None:
     low, high = SLIDER_LIMITS[name]
     if integer and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    if not (low <= value <= high):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
         raise ValueError(f"{name} must lie in [{low:.3g}, {high:.3g}], got {value!r}")
 
 
@@ -243,7 +242,7 @@ def adapted_curve(
         return torch.func.functional_call(model, adapted, (grid,)).detach()
 
 
-def _draw_task(ax, amplitude: float, phase: float, support_x: torch.Tensor, support_y: torch.Tensor) -> None:
+def _draw_task(ax: Axes, amplitude: float, phase: float, support_x: torch.Tensor, support_y: torch.Tensor) -> None:
     ax.plot(_GRID.squeeze(1), sinusoid(_GRID, amplitude, phase).squeeze(1), color="black", lw=2,
             label="ground truth")
     ax.scatter(support_x.squeeze(1), support_y.squeeze(1), color="black", marker="^", s=50, zorder=5,
@@ -255,7 +254,7 @@ def _draw_task(ax, amplitude: float, phase: float, support_x: torch.Tensor, supp
 
 
 def plot_fits(
-    ax,
+    ax: Axes,
     model: nn.Module,
     params: Params,
     *,
@@ -266,8 +265,17 @@ def plot_fits(
     steps: tuple[int, ...] = (0, 1, 10),
     seed: int = 0,
     title: str = "",
-):
-    """One initialisation's fit to one task before and after each number of ``steps`` (paper, fig. 2)."""
+) -> Axes:
+    """One initialisation's fit to one task before and after each number of ``steps`` (paper, fig. 2).
+
+    Draws on ``ax`` the wave, its first ``shots`` support points (:func:`support_points`) and the
+    prediction of ``params`` after each entry of ``steps`` gradient steps of size ``inner_lr``.
+    ``amplitude``, ``phase``, ``shots`` and every entry of ``steps`` must lie within :data:`SLIDER_LIMITS`.
+    """
+    _check_slider("amplitude", amplitude)
+    _check_slider("phase", phase)
+    for k in steps:
+        _check_slider("steps", k, integer=True)
     support_x, support_y = support_points(amplitude, phase, shots, seed=seed)
     _draw_task(ax, amplitude, phase, support_x, support_y)
     for k in steps:
@@ -288,8 +296,8 @@ def plot_adaptation(
     steps: int,
     inner_lr: float,
     seed: int = 0,
-    ax=None,
-):
+    ax: Axes | None = None,
+) -> Axes:
     """The slider callback: every initialisation's curve after ``steps`` steps on one task.
 
     Draws the wave ``amplitude * sin(x - phase)``, its first ``shots`` support points

@@ -204,6 +204,8 @@ def test_more_shots_add_points_without_moving_the_earlier_ones():
         (dict(shots=21), "shots"),
         (dict(steps=11), "steps"),
         (dict(steps=2.0), "steps"),
+        (dict(amplitude="3"), "amplitude"),
+        (dict(phase=float("nan")), "phase"),
     ],
 )
 def test_slider_callback_rejects_values_outside_its_range(slider_setup, override, message):
@@ -218,4 +220,12 @@ def test_plot_fits_draws_one_curve_per_step_count(slider_setup):
     fig, ax = plt.subplots()
     plot_fits(ax, model, inits["first"], amplitude=2.0, phase=0.3, shots=5, inner_lr=0.01, steps=(0, 1, 10))
     assert len(ax.get_lines()) == 1 + 3
+    plt.close(fig)
+
+
+def test_plot_fits_rejects_step_counts_outside_the_slider_range(slider_setup):
+    model, inits = slider_setup
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="steps"):
+        plot_fits(ax, model, inits["first"], amplitude=2.0, phase=0.3, shots=5, inner_lr=0.01, steps=(0, 11))
     plt.close(fig)
