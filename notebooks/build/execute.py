@@ -23,8 +23,10 @@ def execute(path: Path) -> float:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     start = time.perf_counter()
-    ExecutePreprocessor(timeout=1800, kernel_name="python3", record_timing=False,
-                        store_widget_state=False).preprocess(nb, {"metadata": {"path": str(path.parent)}})
+    ExecutePreprocessor(timeout=1800, kernel_name="python3", record_timing=False).preprocess(
+        nb, {"metadata": {"path": str(path.parent)}})
+    # Widget state is needed while widgets draw (nbclient fails on interact cells without it), not in the file.
+    nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     return time.perf_counter() - start
 
