@@ -82,7 +82,14 @@ def saved_tensor_bytes(fn: Callable[..., R], *args: Any, **kwargs: Any) -> tuple
         return packed.tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        result = fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except RuntimeError as error:
+            if "saved tensor hooks" not in str(error):
+                raise
+            raise ValueError(
+                "saved_tensor_bytes cannot see inside torch.func transforms (grad, vmap): measure a "
+                "code path without them, e.g. meta_gradient(..., implementation=\"loop\")") from None
     return result, counter.peak
 
 

@@ -72,3 +72,12 @@ def test_peak_memory_bytes_sees_a_large_temporary_on_cpu():
     result, nbytes = peak_memory_bytes(big_temporary, device="cpu")
     assert result == 1_000_000.0
     assert 4_000_000 <= nbytes < 5_000_000
+
+
+def test_saved_tensor_bytes_refuses_torch_func_code_with_a_clear_message():
+    model = MLP(784, (16,), 5)
+    batch = TaskBatch(torch.randn(2, 5, 784), torch.arange(5).repeat(2, 1),
+                      torch.randn(2, 5, 784), torch.arange(5).repeat(2, 1))
+    with pytest.raises(ValueError, match="implementation=\"loop\""):
+        saved_tensor_bytes(meta_gradient, model, dict(model.named_parameters()), batch, algorithm="maml",
+                           inner_lr=0.1, inner_steps=1, implementation="vmap")
