@@ -10,8 +10,9 @@ meta-parameters :math:`\theta` (``params``) with step size :math:`\alpha` (``inn
 The meta-objective is the query loss after adaptation, :math:`L_Q(\theta'(\theta))`, averaged over
 tasks. Its three classic gradients (Finn et al. 2017; Nichol et al. 2018):
 
-* **MAML**, exact:  :math:`\nabla_\theta L_Q(\theta') = \prod_{j=k-1}^{0}(I - \alpha H_S(\theta'_j))
-  \,\nabla L_Q(\theta')` — backpropagates through the inner loop (Hessian-vector products).
+* **MAML**, exact:  :math:`\nabla_\theta L_Q(\theta') = (I - \alpha H_S(\theta'_0))(I - \alpha H_S(\theta'_1))
+  \cdots (I - \alpha H_S(\theta'_{k-1}))\,\nabla L_Q(\theta')` — backpropagates through the inner loop
+  (Hessian-vector products, applied from the last step back to the first).
 * **FOMAML**, first order: drop the Hessians, :math:`g = \nabla L_Q(\theta')` — the query-loss
   gradient at the adapted weights, applied to :math:`\theta`.
 * **Reptile**: :math:`g = \theta - \theta'`, the direction from the adapted weights back to the start.
