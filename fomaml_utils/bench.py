@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -215,8 +216,9 @@ def _load_average() -> list[float] | None:
 class Runner:
     """One implementation's own network copy, Adam optimiser and meta-step."""
 
-    def __init__(self, name: str, model: nn.Module, algorithm: str, inner_lr: float, inner_steps: int):
-        self.name = name
+    def __init__(self, name: str, model: nn.Module, algorithm: str, inner_lr: float, inner_steps: int,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.name, self.clock = name, clock
         self.fn = implementation_fn(name)
         self.model = copy.deepcopy(model)
         self.params = dict(self.model.named_parameters())
@@ -232,9 +234,9 @@ class Runner:
         return out
 
     def timed_meta_step(self, batch: TaskBatch) -> None:
-        start = time.perf_counter()
+        start = self.clock()
         self.meta_step(batch)
-        self.times.append(time.perf_counter() - start)
+        self.times.append(self.clock() - start)
 
 
 def summarize(times: Sequence[float], num_tasks: int) -> dict:
@@ -247,7 +249,7 @@ def summarize(times: Sequence[float], num_tasks: int) -> dict:
 
 def run_case(model_name: str, algorithm: str, inner_steps: int, implementations: Sequence[str],
              batches: Sequence[TaskBatch], *, warmup: int, repeats: int, inner_lr: float, seed: int,
-             measure_memory: bool) -> list[dict]:
+             measure_memory: bool, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     """Benchmark every implementation on one (network, algorithm, inner steps); one result row each."""
     seed_everything(seed, deterministic=False)
     model = build_model(model_name, WAYS)
@@ -265,7 +267,7 @@ def run_case(model_name: str, algorithm: str, inner_steps: int, implementations:
         elif name == "higher" and not higher_available():
             row["note"] = "not installed (pip install higher)"
         else:
-            runners.append(Runner(name, model, algorithm, inner_lr, inner_steps))
+            runners.append(Runner(name, model, algorithm, inner_lr, inner_steps, clock))
         rows.append(row)
 
     for runner in runners:
@@ -328,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--meta-batch-size", type=_positive, default=16)
     parser.add_argument("--threads", type=_positive, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--inner-lr", type=float, default=0.4)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time meta-steps by the wall clock (default) or by the process's CPU time, which "
+                             "other processes on a shared machine disturb far less (use with --threads 1)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--data", choices=("auto", "mnist", "random"), default="auto",
                         help="MNIST tasks, random-normal images, or MNIST when available (default)")
@@ -380,20 +385,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
         machine = machine_description()
         protocol = {"ways": WAYS, "shots": SHOTS, "queries": QUERIES, "meta_batch_size": args.meta_batch_size,
                     "inner_lr": args.inner_lr, "warmup": warmup, "timed_meta_steps": repeats, "data": data,
-                    "meta_step": "meta-gradient + Adam step"}
+                    "meta_step": "meta-gradient + Adam step", "clock": args.clock}
         print(f"CPU: {machine['cpu']} ({machine['logical_cores']} logical cores), torch {machine['torch']}, "
               f"{machine['threads']} threads, load average {machine['load_average']}, {machine['date_utc']} UTC")
         print(f"{WAYS}-way {SHOTS}-shot, {QUERIES} queries per class, {args.meta_batch_size} tasks per meta-step, "
-              f"{data}; {warmup} warm-up and {repeats} timed meta-steps per implementation, taking turns")
+              f"{data}; {warmup} warm-up and {repeats} timed meta-steps per implementation, taking turns; "
+              f"{args.clock}-clock time")
         if "higher" in args.implementations and not higher_available():
             print("note: the higher library is not installed; its rows are skipped")
         rows = []
         for model_name in args.models:
             for inner_steps in args.steps:
                 for algorithm in args.algorithms:
+                    print(f"running {MODEL_NAMES[model_name]}, {inner_steps} inner steps, {algorithm} ...",
+                          file=sys.stderr, flush=True)
                     rows += run_case(model_name, algorithm, inner_steps, args.implementations, batches,
                                      warmup=warmup, repeats=repeats, inner_lr=args.inner_lr, seed=args.seed,
-                                     measure_memory=not args.no_memory)
+                                     measure_memory=not args.no_memory,
+                                     clock=time.process_time if args.clock == "cpu" else time.perf_counter)
         machine["load_average_end"] = _load_average()
         print(format_table(rows))
         for line in headline(rows):
