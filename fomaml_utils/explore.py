@@ -125,14 +125,14 @@ def adaptation_view(model: nn.Module, *, ways: int, shots: int, inner_steps: int
         1, return_classes=True)
     evaluation = evaluate(model, sampler, inner_lr=inner_lr, inner_steps=inner_steps, num_tasks=num_tasks,
                           tasks_per_batch=num_tasks)
+    curve = plot_accuracy_curve({"this initialisation": evaluation}, ways=ways,
+                                title=f"{ways}-way {shots}-shot test tasks, α = {inner_lr:g} "
+                                      f"(mean of {num_tasks} tasks)")
     predictions, finite = adapted_predictions(model, batch, inner_lr=inner_lr, inner_steps=inner_steps)
     steps = f"{inner_steps} step{'s' * (inner_steps != 1)}"
     grid = plot_task(batch, classes=sampler.task_classes(class_idx[0]), predictions=predictions,
                      max_queries_per_class=shown_queries,
                      title=f"One test task after {steps} of size α = {inner_lr:g}")
-    curve = plot_accuracy_curve({"this initialisation": evaluation}, ways=ways,
-                                title=f"{ways}-way {shots}-shot test tasks, α = {inner_lr:g} "
-                                      f"(mean of {num_tasks} tasks)")
     text = (f"{ways}-way {shots}-shot, α = {inner_lr:g}: query accuracy {evaluation.summary(0)} before "
             f"adaptation, {evaluation.summary()} after {steps} ({num_tasks} tasks; chance "
             f"{100 / ways:.1f} %)")

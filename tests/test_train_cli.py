@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fomaml_utils.checkpoints import load_checkpoint
-from fomaml_utils.train import build_parser, check_blowup, main
+from fomaml_utils.train import build_parser, check_blowup, main, make_samplers
 from fomaml_utils.training import DivergenceError, History
 
 TINY = ["--iterations", "4", "--meta-batch-size", "4", "--inner-steps", "1", "--val-every", "2",
@@ -59,13 +59,13 @@ def test_bad_values_are_usage_errors_naming_the_flag(argv, message, capsys, tmp_
 
 def test_tiny_run_writes_a_checkpoint_that_loads_and_a_json_with_the_accuracy(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*TINY, "--out", str(out), "--shots", "2", "--seed", "3"]) == 0
+    assert main([*TINY, "--out", str(out), "--shots", "2", "--train-shots", "3", "--seed", "3"]) == 0
     model, metadata = load_checkpoint(out / "checkpoint.pt", expected_arch="mlp")
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 5)
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_ci95"] > 0
     assert metrics["evaluation"]["steps"] == [0, 1, 2] and metrics["evaluation"]["num_tasks"] == 20
-    assert metrics["config"]["shots"] == 2 and metrics["config"]["seed"] == 3
+    assert metrics["config"]["shots"] == 2 and metrics["config"]["train_shots"] == 3 and metrics["config"]["seed"] == 3
     assert metrics["history"]["iteration"] == [1, 2, 3, 4] and metrics["history"]["val_iteration"] == [0, 2, 4]
     assert metrics["peak_memory_bytes"] > 0 and metrics["train_seconds"] > 0
     assert metadata["test_accuracy"] == metrics["test_accuracy"]
@@ -99,3 +99,9 @@ def test_blowup_check_passes_a_healthy_history_and_names_the_iteration_of_a_blow
         check_blowup(blown, ways=5)
     assert info.value.history is blown
     assert 10 * math.log(5) < 5e5
+
+
+def test_train_shots_changes_only_the_meta_training_tasks():
+    samplers = make_samplers("unseen-digits", ways=5, shots=1, queries=2, train_shots=10)
+    assert {part: s.shots for part, s in samplers.items()} == {"train": 10, "val": 1, "test": 1}
+    assert [s.seed for s in samplers.values()] == [0, 1, 2]
