@@ -7,8 +7,10 @@ Protocol: 5-way 1-shot tasks with 15 queries per class, meta-batch of 16 tasks, 
 ``torch.set_num_threads(2)``, networks MLP 784-256-128-5 (``mlp2``), MLP 784-256-5 (``mlp``) and the
 ConvNet (``cnn``). One *meta-step* is the meta-gradient of a batch plus an Adam step on θ. Every
 implementation gets its own copy of the same initial network and the same pre-drawn batches; after a
-warm-up, the implementations take turns, one timed meta-step each per round (the order rotates every
-round), so that slow drift of the machine (other processes, clock changes) hits all of them alike. We
+warm-up, all (algorithm, implementation) pairs of a network and step count take turns, one timed
+meta-step each per round (the order rotates every round), so that slow drift of the machine (other
+processes, clock changes) hits all of them alike, and FOMAML and MAML are compared under the same
+conditions. We
 report the median tasks per second over the rounds and its spread (interquartile range and min–max).
 Peak memory is measured afterwards, on one more meta-step, with ``fomaml_utils.memory.peak_memory_bytes``
 (the CPU allocator's peak above the start; an approximation, see there).
@@ -247,39 +249,38 @@ def summarize(times: Sequence[float], num_tasks: int) -> dict:
             "timed_meta_steps": len(rates)}
 
 
-def run_case(model_name: str, algorithm: str, inner_steps: int, implementations: Sequence[str],
+def run_case(model_name: str, inner_steps: int, algorithms: Sequence[str], implementations: Sequence[str],
              batches: Sequence[TaskBatch], *, warmup: int, repeats: int, inner_lr: float, seed: int,
              measure_memory: bool, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
-    """Benchmark every implementation on one (network, algorithm, inner steps); one result row each."""
+    """Benchmark every (algorithm, implementation) pair on one network and step count, taking turns, so
+    that FOMAML and MAML are compared under the same conditions too; one result row per pair."""
     seed_everything(seed, deterministic=False)
     model = build_model(model_name, WAYS)
     resolved = resolve_implementation(model, "auto")
     rows, runners = [], []
-    for name in implementations:
-        row = {"model": model_name, "algorithm": algorithm, "inner_steps": inner_steps, "implementation": name,
-               "tasks_per_second": None, "note": ""}
-        if name == "auto":
-            row["note"] = f"ours, auto → {resolved}"
-        if name == resolved and "auto" in implementations:
-            row["note"] = "same path as auto (not timed twice)"
-        elif name == "tutorial" and algorithm == "maml":
-            row["note"] = "first order only (deepcopy + SGD)"
-        elif name == "higher" and not higher_available():
-            row["note"] = "not installed (pip install higher)"
-        else:
-            runners.append(Runner(name, model, algorithm, inner_lr, inner_steps, clock))
-        rows.append(row)
+    for algorithm in algorithms:
+        for name in implementations:
+            row = {"model": model_name, "algorithm": algorithm, "inner_steps": inner_steps, "implementation": name,
+                   "tasks_per_second": None, "note": f"ours, auto → {resolved}" if name == "auto" else ""}
+            if name == resolved and "auto" in implementations:
+                row["note"] = "same path as auto (not timed twice)"
+            elif name == "tutorial" and algorithm == "maml":
+                row["note"] = "first order only (deepcopy + SGD)"
+            elif name == "higher" and not higher_available():
+                row["note"] = "not installed (pip install higher)"
+            else:
+                runners.append((row, Runner(name, model, algorithm, inner_lr, inner_steps, clock)))
+            rows.append(row)
 
-    for runner in runners:
+    for _, runner in runners:
         for i in range(warmup):
             runner.meta_step(batches[i % len(batches)])
     for r in range(repeats):
         turn = r % len(runners) if runners else 0
-        for runner in runners[turn:] + runners[:turn]:
+        for _, runner in runners[turn:] + runners[:turn]:
             runner.timed_meta_step(batches[r % len(batches)])
 
-    for runner in runners:
-        row = next(row for row in rows if row["implementation"] == runner.name)
+    for row, runner in runners:
         row.update(summarize(runner.times, batches[0].num_tasks))
         if measure_memory:
             _, peak = peak_memory_bytes(runner.meta_step, batches[0], device="cpu")
@@ -396,13 +397,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         rows = []
         for model_name in args.models:
             for inner_steps in args.steps:
-                for algorithm in args.algorithms:
-                    print(f"running {MODEL_NAMES[model_name]}, {inner_steps} inner steps, {algorithm} ...",
-                          file=sys.stderr, flush=True)
-                    rows += run_case(model_name, algorithm, inner_steps, args.implementations, batches,
-                                     warmup=warmup, repeats=repeats, inner_lr=args.inner_lr, seed=args.seed,
-                                     measure_memory=not args.no_memory,
-                                     clock=time.process_time if args.clock == "cpu" else time.perf_counter)
+                print(f"running {MODEL_NAMES[model_name]}, {inner_steps} inner steps ...", file=sys.stderr,
+                      flush=True)
+                rows += run_case(model_name, inner_steps, args.algorithms, args.implementations, batches,
+                                 warmup=warmup, repeats=repeats, inner_lr=args.inner_lr, seed=args.seed,
+                                 measure_memory=not args.no_memory,
+                                 clock=time.process_time if args.clock == "cpu" else time.perf_counter)
         machine["load_average_end"] = _load_average()
         print(format_table(rows))
         for line in headline(rows):
