@@ -169,7 +169,8 @@ class _AdaptedMLP:
     product and kernel are precomputed for both.
     """
 
-    def __init__(self, weights, biases, inner_lr: float, support_x, query_x):
+    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], inner_lr: float,
+                 support_x: torch.Tensor, query_x: torch.Tensor):
         self.weights, self.biases, self.lr = weights, biases, inner_lr
         w0, b0 = weights[0], biases[0]
         # x W₀ᵀ + b₀: one large product per split covering every task (W₀ is shared by all of them).
@@ -224,7 +225,8 @@ class _AdaptedMLP:
             self.H[l] = inputs[l] if self.H[l] is None else torch.cat([self.H[l], inputs[l]], dim=1)
             self.D[l] = deltas[l] if self.D[l] is None else torch.cat([self.D[l], deltas[l]], dim=1)
 
-    def first_order_grads(self, query_x, inputs, pre, labels) -> tuple[list, list]:
+    def first_order_grads(self, query_x: torch.Tensor, inputs: list, pre: list,
+                          labels: torch.Tensor) -> tuple[list, list]:
         """FOMAML: the mean over tasks of ∇_θ′ L_q(θ′); each weight gradient is one large product
         ``Σ_tasks Δ_lᵀ h_l`` over the stacked query examples of all tasks."""
         num_tasks = labels.shape[0]
@@ -234,7 +236,7 @@ class _AdaptedMLP:
         grad_b = [d.sum(dim=(0, 1)) for d in deltas]
         return grad_w, grad_b
 
-    def reptile_step(self, support_x) -> tuple[list, list]:
+    def reptile_step(self, support_x: torch.Tensor) -> tuple[list, list]:
         """Reptile: the mean over tasks of θ − θ′ = α Σ_steps (Δᵀ X) — for the first layer α Aᵀ X_s."""
         num_tasks = support_x.shape[0]
         if self.A is None:                                        # no inner steps: θ′ = θ
@@ -247,7 +249,8 @@ class _AdaptedMLP:
         return grad_w, grad_b
 
 
-def _adapt(weights, biases, support_x, query_x, support_y, inner_lr, inner_steps) -> _AdaptedMLP:
+def _adapt(weights: list[torch.Tensor], biases: list[torch.Tensor], support_x: torch.Tensor,
+           query_x: torch.Tensor, support_y: torch.Tensor, inner_lr: float, inner_steps: int) -> _AdaptedMLP:
     """Run ``inner_steps`` SGD steps on every task's support set; returns θ′ in low-rank form, ready to
     be evaluated on the support and query inputs."""
     net = _AdaptedMLP(weights, biases, inner_lr, support_x, query_x)
@@ -286,7 +289,8 @@ def _loss_delta(out: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.
     return delta * (scale / labels.shape[1])
 
 
-def _check_inputs(model, params, batch, algorithm, inner_lr, inner_steps):
+def _check_inputs(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str, inner_lr: float,
+                  inner_steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Validate everything up front; returns θ as lists ``weights[l] [out, in]`` and ``biases[l] [out]``."""
     if not isinstance(model, MLP):
         raise ValueError(
