@@ -195,7 +195,7 @@ class MetaTrainingPlayground:
     ways: int = 5
     shots: int = 1
     queries: int = 15
-    tasks_per_run: int = 3200
+    tasks_per_run: int = 6400
     val_tasks: int = 60
     val_points: int = 4
     seed: int = 0
