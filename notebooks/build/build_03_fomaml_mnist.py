@@ -443,7 +443,7 @@ assigned at random per task, so no initialisation can know them. At 1 shot, FOMA
 accuracy in the first two steps and keep improving a little until about step 5, the number of steps they were
 trained with; the pretrained network and Reptile stop after one or two steps, and the random initialisation
 climbs more slowly to the lowest level. At 5 shots, MAML's initialisation is *worse* than the others after one
-step and best after five: it was optimised for the accuracy after exactly five steps of size 0.1, and that is
+step and the best from about five steps on: it was optimised for the accuracy after exactly five steps of size 0.1, and that is
 what it delivers. The pretrained network is fastest at 5 shots (its zero head turns into a nearest-class-mean
 classifier in one step).
 """)
