@@ -16,7 +16,7 @@ Both return figures and text; the notebook only displays them.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from fomaml_utils.train import check_blowup
 from fomaml_utils.training import DivergenceError, History, meta_train
 
 __all__ = ["head_size", "AdaptationView", "adaptation_view", "adapted_predictions", "plot_accuracy_curve",
-           "ShortRun", "MetaTrainingPlayground"]
+           "running_mean", "ShortRun", "MetaTrainingPlayground"]
 
 
 def head_size(model: nn.Module) -> int:
@@ -169,8 +169,8 @@ class ShortRun:
                 f"batch {s['meta_batch_size']}")
 
 
-def _smooth(values: list[float], window: int) -> torch.Tensor:
-    """Running mean over the last ``window`` values (shorter at the start): ``[len(values)]``."""
+def running_mean(values: Sequence[float], window: int = 20) -> torch.Tensor:
+    """Running mean over the last ``window`` values (fewer at the start), float64 ``[len(values)]``."""
     x = torch.tensor(values, dtype=torch.float64)
     if len(x) == 0:
         return x
@@ -241,9 +241,8 @@ class MetaTrainingPlayground:
             style = dict(linestyle="-" if latest else "--", color="tab:blue" if latest else "0.5",
                          label=("latest: " if latest else "previous: ") + run.label)
             h = run.history
-            acc = [a for a in h.query_accuracy if math.isfinite(a)]
-            if acc:
-                ax_train.plot(h.iteration[: len(acc)], 100 * _smooth(acc, 20), **style)
+            if h.query_accuracy:  # accuracies stay finite even when the loss does not (argmax of NaN)
+                ax_train.plot(h.iteration, 100 * running_mean(h.query_accuracy), **style)
             if h.val_accuracy:
                 ax_val.plot(h.val_iteration, [100 * a for a in h.val_accuracy], marker="o", **style)
             if run.diverged:
@@ -254,6 +253,6 @@ class MetaTrainingPlayground:
             ax.set(xlabel="meta-step", ylabel="query accuracy (%)", ylim=(0, 100))
             ax.grid(alpha=0.3)
         ax_train.set_title("Meta-training tasks (after adaptation, running mean of 20)")
-        ax_val.set_title("Meta-validation tasks (unseen digits)")
+        ax_val.set_title("Meta-validation tasks (the meta-test classes)")
         ax_val.legend(fontsize=7, loc="lower right")
         return fig

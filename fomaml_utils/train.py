@@ -13,8 +13,9 @@ learned initialisation θ on ``--eval-tasks`` tasks of the split's test part wit
 - ``metrics.json``: the settings, meta-test accuracy (mean and 95 % confidence half-width, per number
   of adaptation steps), training time, the peak memory of one meta-step and the training history.
 
-Bad flags or values give a usage message and exit status 2; a run that diverges (loss becomes
-NaN or infinite) prints one line and exits with status 1.
+Bad flags or values give a usage message and exit status 2; a run that diverges (a NaN or infinite
+loss, or a finite one that blows up far above chance level, see ``check_blowup``) prints one line and
+exits with status 1, writing nothing.
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ def prepare(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, FewSho
         raise ValueError(f"--ways must be at least 2, got {args.ways}")
     samplers = make_samplers(args.split, ways=args.ways, shots=args.shots, queries=args.queries,
                              seed=args.seed, root=args.data_root, train_shots=args.train_shots)
-    seed_everything(args.seed)
+    seed_everything(args.seed, threads=args.threads)
     model = build_model(args.arch, args.ways)
     resolve_implementation(model, args.implementation)
     if args.implementation == "lowrank" and not isinstance(model, MLP):
@@ -285,7 +286,10 @@ def prepare(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, FewSho
 
 def run_experiment(args: argparse.Namespace, model: torch.nn.Module,
                    samplers: dict[str, FewShotSampler]) -> RunResult:
-    """Meta-train ``model`` as ``args`` say, measure one meta-step's memory, meta-test; ``DivergenceError`` if NaN."""
+    """Meta-train ``model`` as ``args`` say, measure one meta-step's memory, meta-test.
+
+    Raises ``DivergenceError`` if meta-training diverges (NaN, infinity or a blow-up).
+    """
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
               if k not in ("out", "data_root", "no_progress", "threads")}
     config["eval_inner_steps"] = eval_inner_steps(args)
@@ -311,8 +315,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     try:
         model, samplers = prepare(args)
     except ValueError as error:  # values only the data can check, e.g. more ways than classes

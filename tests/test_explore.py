@@ -123,3 +123,10 @@ def test_figure_draws_the_latest_run_beside_the_previous_one():
     assert any(label.startswith("previous: FOMAML, α=0.1") for label in labels)
     for ax in fig.axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_running_mean_averages_the_last_window_values_and_fewer_at_the_start():
+    from fomaml_utils.explore import running_mean
+
+    assert running_mean([1.0, 3.0, 5.0, 7.0], window=2).tolist() == [1.0, 2.0, 4.0, 6.0]
+    assert running_mean([]).numel() == 0

@@ -1,9 +1,11 @@
 """Writes notebooks/03_fomaml_mnist.ipynb from the cells below (without outputs).
 
-Run from the repository root, then execute the notebook to store its outputs:
+Run from the repository root, then execute the notebook to store its outputs (``execute.py`` is
+``jupyter nbconvert --to notebook --execute --inplace`` without per-cell timestamps and widget state,
+as ``make outputs`` runs it; about 3.5 minutes on 2 cores):
 
     .venv/bin/python notebooks/build/build_03_fomaml_mnist.py
-    cd notebooks && ../.venv/bin/jupyter nbconvert --to notebook --execute --inplace 03_fomaml_mnist.ipynb
+    .venv/bin/python notebooks/build/execute.py notebooks/03_fomaml_mnist.ipynb
 """
 
 from __future__ import annotations
@@ -676,6 +678,8 @@ def build() -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:02d}"  # stable ids, so rebuilding does not change every cell in the diff
     return nb
 
 
