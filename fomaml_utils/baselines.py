@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fomaml_utils.models import MLP, ConvNet, build_model
+from fomaml_utils.models import MLP, build_model, head_name
 from fomaml_utils.seeding import seed_everything
 from fomaml_utils.tasks import SPLITS, FewShotSampler
 
@@ -43,15 +43,6 @@ HeadInit = Literal["zeros", "random"]
 _CHUNK = 50  # pretraining batches drawn per call of the sampler
 
 __all__ = ["pretrain", "with_fresh_head", "head_name", "HeadInit"]
-
-
-def head_name(model: nn.Module) -> str:
-    """The name of the output layer of ``model``: ``"layers.{L-1}"`` for an ``MLP``, ``"head"`` for a ``ConvNet``."""
-    if isinstance(model, MLP):
-        return f"layers.{len(model.layers) - 1}"
-    if isinstance(model, ConvNet):
-        return "head"
-    raise ValueError(f"model must be an MLP or a ConvNet, got {type(model).__name__}")
 
 
 def pretrain(split: str, *, arch: str = "mlp", iterations: int = 1000, images_per_class: int = 8,

@@ -94,6 +94,15 @@ class ConvNet(nn.Module):
 ARCHITECTURES: tuple[str, ...] = ("mlp", "mlp2", "cnn")
 
 
+def head_name(model: nn.Module) -> str:
+    """The name of the output layer of ``model``: ``"layers.{L-1}"`` for an ``MLP``, ``"head"`` for a ``ConvNet``."""
+    if isinstance(model, MLP):
+        return f"layers.{len(model.layers) - 1}"
+    if isinstance(model, ConvNet):
+        return "head"
+    raise ValueError(f"model must be an MLP or a ConvNet, got {type(model).__name__}")
+
+
 def build_model(arch: str, ways: int) -> nn.Module:
     """The series' three networks for 28×28 images and ``ways`` classes.
 

@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "reptile: moves the initialisation towards the adapted weights")
     learn.add_argument("--arch", choices=ARCHITECTURES, default="mlp",
                        help="network: 'mlp' (784-256-N), 'mlp2' (two hidden layers), 'cnn' (small ConvNet)")
+    learn.add_argument("--zero-head", action="store_true",
+                       help="do not meta-learn the output layer: keep it at zero, so every task starts with all "
+                       "classes equally likely (labels are shuffled per task, so a learned head only adds noise; "
+                       "Kao et al. 2022). Default: meta-learn it, as in the MAML paper")
     learn.add_argument("--inner-lr", type=_positive_float, default=0.1,
                        help="alpha: step size of the inner (adaptation) gradient steps")
     learn.add_argument("--inner-steps", type=_positive_int, default=5,
@@ -150,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_name(args: argparse.Namespace) -> str:
-    """A folder name that identifies the run, e.g. ``fomaml-unseen-digits-5w1s-mlp-seed0``."""
-    return f"{args.algorithm}-{args.split}-{args.ways}w{args.shots}s-{args.arch}-seed{args.seed}"
+    """A folder name that identifies the run, e.g. ``fomaml-unseen-digits-5w1s-mlp-seed0`` (``-zerohead`` added)."""
+    head = "-zerohead" if getattr(args, "zero_head", False) else ""
+    return f"{args.algorithm}-{args.split}-{args.ways}w{args.shots}s-{args.arch}{head}-seed{args.seed}"
 
 
 def eval_inner_steps(args: argparse.Namespace) -> int:
@@ -304,7 +309,8 @@ def run_experiment(args: argparse.Namespace, model: torch.nn.Module,
     history = meta_train(model, samplers["train"], meta_lr=args.meta_lr, meta_batch_size=args.meta_batch_size,
                          iterations=args.iterations, val_sampler=samplers["val"], val_every=args.val_every,
                          val_tasks=args.val_tasks, eval_inner_steps=eval_inner_steps(args),
-                         optimizer=args.optimizer, seed=args.seed, progress=not args.no_progress, **kwargs)
+                         optimizer=args.optimizer, seed=args.seed, progress=not args.no_progress,
+                         zero_head=args.zero_head, **kwargs)
     check_blowup(history, args.ways)
     evaluation = evaluate(model, samplers["test"], inner_lr=args.inner_lr, inner_steps=eval_inner_steps(args),
                           num_tasks=args.eval_tasks, tasks_per_batch=EVAL_TASKS_PER_BATCH)

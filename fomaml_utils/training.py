@@ -10,6 +10,12 @@ The model is updated in place, so after ``meta_train`` it *is* the meta-learned 
 Every ``val_every`` iterations the initialisation is scored on fresh tasks from ``val_sampler`` with
 ``fomaml_utils.evaluation.evaluate``. A NaN or infinite loss or gradient stops training with a
 ``DivergenceError`` that names the learning rates (the usual cause) and carries the history so far.
+
+``zero_head=True`` keeps the output layer at zero instead of meta-learning it (the "zeroing trick"
+of Kao et al. 2022): task labels are assigned at random, so a learned head can only hold a guess
+that is wrong for most label orders, while a zero head starts every class equal and its first inner
+step makes each class's row proportional to the mean features of that class's support images minus
+the mean over all of them (a nearest-class-mean classifier).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from tqdm.auto import tqdm
 
 from fomaml_utils.evaluation import TaskSampler, evaluate
 from fomaml_utils.maml import Implementation, check_hyperparameters, meta_gradient, resolve_implementation
+from fomaml_utils.models import head_name
 from fomaml_utils.seeding import seed_everything
 
 __all__ = ["History", "DivergenceError", "meta_train", "OPTIMIZERS"]
@@ -80,7 +87,7 @@ def _check_positive_int(name: str, value: object, minimum: int = 1) -> None:
 
 def _check_arguments(*, meta_lr: float, meta_batch_size: int, iterations: int, val_every: int, val_tasks: int,
                      eval_inner_steps: int | None, optimizer: str, sampler: object,
-                     val_sampler: object | None) -> None:
+                     val_sampler: object | None, zero_head: bool) -> None:
     if isinstance(meta_lr, bool) or not isinstance(meta_lr, (int, float)) or not math.isfinite(meta_lr) \
             or meta_lr <= 0:
         raise ValueError(f"meta_lr must be a finite number > 0, got {meta_lr!r}")
@@ -90,6 +97,8 @@ def _check_arguments(*, meta_lr: float, meta_batch_size: int, iterations: int, v
     _check_positive_int("val_tasks", val_tasks)
     if eval_inner_steps is not None:
         _check_positive_int("eval_inner_steps", eval_inner_steps, minimum=0)
+    if not isinstance(zero_head, bool):
+        raise ValueError(f"zero_head must be True or False, got {zero_head!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
     for name, s in (("sampler", sampler), ("val_sampler", val_sampler)):
@@ -110,7 +119,7 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
                inner_steps: int, meta_batch_size: int, iterations: int, val_sampler: TaskSampler | None = None,
                val_every: int = 100, val_tasks: int = 200, eval_inner_steps: int | None = None,
                optimizer: str = "adam", implementation: Implementation = "auto", seed: int = 0,
-               progress: bool = True, device: torch.device | str | None = None) -> History:
+               progress: bool = True, device: torch.device | str | None = None, zero_head: bool = False) -> History:
     r"""Meta-train ``model`` in place for ``iterations`` meta-steps and return the ``History``.
 
     ``sampler.sample(meta_batch_size)`` gives each step's ``TaskBatch``; ``algorithm`` is
@@ -121,6 +130,8 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
     training, every ``val_every`` steps and after the last step. ``seed`` goes to ``seed_everything``
     (the samplers have their own seeds). ``device``: where to train (default: where the model is);
     the model is moved there. ``progress``: show a ``tqdm`` bar with the running loss and accuracy.
+    ``zero_head``: set the output layer (``fomaml_utils.models.head_name``) to zero and leave it out
+    of the meta-update, so every task starts from a zero head; the inner loop still adapts it.
 
     Raises ``DivergenceError`` (with ``.history``) on a NaN or infinite loss or meta-gradient, and
     ``ValueError`` naming the argument for out-of-range hyperparameters.
@@ -128,7 +139,7 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
     _check_arguments(meta_lr=meta_lr, meta_batch_size=meta_batch_size, iterations=iterations, val_every=val_every,
                      val_tasks=val_tasks, eval_inner_steps=eval_inner_steps, optimizer=optimizer, sampler=sampler,
-                     val_sampler=val_sampler)
+                     val_sampler=val_sampler, zero_head=zero_head)
     resolve_implementation(model, implementation)  # validates the name before any work
     seed_everything(seed)
     if device is not None:
@@ -136,8 +147,15 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
     params = dict(model.named_parameters())
     if not params:
         raise ValueError("model must have parameters to meta-train")
+    frozen: set[str] = set()
+    if zero_head:
+        head = head_name(model) + "."
+        frozen = {k for k in params if k.startswith(head)}
+        with torch.no_grad():
+            for k in frozen:
+                params[k].zero_()
     opt_class = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
-    opt = opt_class(params.values(), lr=meta_lr)
+    opt = opt_class([p for k, p in params.items() if k not in frozen], lr=meta_lr)
     eval_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
     history = History()
 
@@ -162,7 +180,8 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
         if not all(torch.isfinite(g).all() for g in out.grads.values()):
             raise _divergence(history, step, "the meta-gradient", inner_lr=inner_lr, meta_lr=meta_lr)
         for name, p in params.items():
-            p.grad = out.grads[name].to(p.dtype)
+            if name not in frozen:
+                p.grad = out.grads[name].to(p.dtype)
         opt.step()
         opt.zero_grad(set_to_none=True)
         if not all(torch.isfinite(p).all() for p in params.values()):

@@ -72,6 +72,15 @@ def test_tiny_run_writes_a_checkpoint_that_loads_and_a_json_with_the_accuracy(tm
     assert f"{100 * metrics['test_accuracy']:.1f} %" in capsys.readouterr().out
 
 
+def test_zero_head_run_records_the_setting_and_saves_a_zero_output_layer(tmp_path):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--zero-head"]) == 0
+    model, metadata = load_checkpoint(out / "checkpoint.pt", expected_arch="mlp")
+    assert metadata["config"]["zero_head"] is True
+    assert torch.count_nonzero(model.layers[-1].weight) == 0 and torch.count_nonzero(model.layers[-1].bias) == 0
+    assert torch.count_nonzero(model.layers[0].weight) > 0
+
+
 def test_same_seed_gives_the_same_checkpoint(tmp_path):
     for name in ("a", "b"):
         assert main([*TINY, "--out", str(tmp_path / name)]) == 0

@@ -32,6 +32,32 @@ def test_one_meta_step_changes_every_meta_parameter(algorithm):
         assert not torch.equal(p, before[k]), k
 
 
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+def test_zero_head_keeps_the_output_layer_at_zero_and_moves_every_other_tensor(algorithm):
+    model = toy_model()
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    meta_train(model, ToySampler(), algorithm=algorithm, iterations=2, zero_head=True, **SMALL)
+    for k, p in model.named_parameters():
+        if k.startswith("layers.1."):  # the head of MLP(784, (8,), 3)
+            assert torch.count_nonzero(p) == 0, k
+        else:
+            assert not torch.equal(p, before[k]), k
+
+
+def test_zero_head_sgd_step_is_the_meta_gradient_at_a_zero_head():
+    # The meta-gradient is taken with the head at zero (the start of every task), and only the body moves.
+    model = toy_model()
+    params = {k: p.detach().clone() for k, p in model.named_parameters()}
+    for k in ("layers.1.weight", "layers.1.bias"):
+        params[k].zero_()
+    expected = meta_gradient(model, params, ToySampler(seed=3).sample(2), algorithm="maml", inner_lr=0.3,
+                             inner_steps=2)
+    meta_train(model, ToySampler(seed=3), algorithm="maml", iterations=1, optimizer="sgd", zero_head=True,
+               **(SMALL | {"meta_lr": 0.5}))
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), params[k] - (0.0 if k.startswith("layers.1.") else 0.5) * expected.grads[k])
+
+
 def test_sgd_meta_step_is_params_minus_meta_lr_times_the_meta_gradient():
     model = toy_model()
     params = {k: p.detach().clone() for k, p in model.named_parameters()}
@@ -94,6 +120,7 @@ def test_divergence_raises_an_error_naming_both_learning_rates_with_the_history_
     ({"iterations": -1}, "iterations"), ({"val_every": 0}, "val_every"), ({"val_tasks": 0}, "val_tasks"),
     ({"eval_inner_steps": -1}, "eval_inner_steps"), ({"optimizer": "rmsprop"}, "optimizer"),
     ({"algorithm": "protonet"}, "algorithm"), ({"implementation": "gpu"}, "implementation"),
+    ({"zero_head": 1}, "zero_head"),
 ])
 def test_bad_hyperparameters_raise_value_error_naming_the_argument(kwargs, argument):
     args = {"algorithm": "fomaml", "iterations": 1} | SMALL | kwargs
