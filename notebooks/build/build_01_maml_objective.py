@@ -10,20 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbbuild import NotebookBuilder
 
 OUT = Path(__file__).resolve().parents[1] / "01_maml_objective.ipynb"
 
-cells: list[tuple[str, str]] = []
-
-
-def md(text: str) -> None:
-    cells.append(("md", text.strip("\n")))
-
-
-def code(text: str) -> None:
-    cells.append(("code", text.strip("\n")))
+notebook = NotebookBuilder(stable_ids=False)  # random ids, as in its stored notebook
+md, code = notebook.md, notebook.code
 
 
 # ------------------------------------------------------------------------------------------- opening
@@ -505,14 +497,5 @@ works. That is **first-order MAML (FOMAML)**. Notebook
 """)
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
-    return nb
-
-
 if __name__ == "__main__":
-    nbformat.write(build(), OUT)
-    print(f"wrote {OUT.relative_to(Path.cwd()) if OUT.is_relative_to(Path.cwd()) else OUT.name}")
+    notebook.write(OUT)

@@ -15,20 +15,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbbuild import NotebookBuilder
 
 OUT = Path(__file__).resolve().parents[1] / "02_first_order_maml.ipynb"
 
-cells: list[tuple[str, str]] = []
-
-
-def md(text: str) -> None:
-    cells.append(("md", text.strip("\n")))
-
-
-def code(text: str) -> None:
-    cells.append(("code", text.strip("\n")))
+notebook = NotebookBuilder()
+md, code = notebook.md, notebook.code
 
 
 # ------------------------------------------------------------------------------------------- opening
@@ -771,16 +763,5 @@ a network large enough that the second-order cost is real, against baselines and
 # ================================================================================ (end of the cells)
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"cell-{i:02d}"  # stable ids, so rebuilding does not change every cell in the diff
-    return nb
-
-
 if __name__ == "__main__":
-    nbformat.write(build(), OUT)
-    print(f"wrote {OUT.name}")
+    notebook.write(OUT)
