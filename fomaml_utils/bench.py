@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fomaml_utils.cli import positive_int
 from fomaml_utils.maml import ALGORITHMS, MetaGradient, meta_gradient, resolve_implementation
 from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.models import ARCHITECTURES, build_model
@@ -310,13 +311,6 @@ def _steps(text: str) -> list[int]:
     return steps
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fomaml_utils.bench",
                                      description="Tasks per second and peak memory of the meta-gradient paths.")
@@ -326,10 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=_steps, default=[1, 5], help="inner steps, comma-separated (default 1,5)")
     parser.add_argument("--algorithms", type=_comma_list(ALGORITHMS), default=list(ALGORITHMS))
     parser.add_argument("--implementations", type=_comma_list(IMPLEMENTATIONS), default=list(IMPLEMENTATIONS))
-    parser.add_argument("--repeats", type=_positive, default=20, help="timed meta-steps per implementation")
+    parser.add_argument("--repeats", type=positive_int, default=20, help="timed meta-steps per implementation")
     parser.add_argument("--warmup", type=int, default=3, help="untimed meta-steps first (default 3)")
-    parser.add_argument("--meta-batch-size", type=_positive, default=16)
-    parser.add_argument("--threads", type=_positive, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--meta-batch-size", type=positive_int, default=16)
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--inner-lr", type=float, default=0.4)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time meta-steps by the wall clock (default) or by the process's CPU time, which "

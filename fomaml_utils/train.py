@@ -34,6 +34,9 @@ from typing import Any
 import torch
 
 from fomaml_utils.checkpoints import save_checkpoint
+from fomaml_utils.cli import non_negative_int as _non_negative_int
+from fomaml_utils.cli import positive_float as _positive_float
+from fomaml_utils.cli import positive_int as _positive_int
 from fomaml_utils.evaluation import Evaluation, evaluate
 from fomaml_utils.maml import ALGORITHMS, IMPLEMENTATIONS, meta_gradient, resolve_implementation
 from fomaml_utils.memory import peak_memory_bytes
@@ -41,33 +44,6 @@ from fomaml_utils.models import ARCHITECTURES, MLP, build_model
 from fomaml_utils.seeding import seed_everything
 from fomaml_utils.tasks import SPLITS, FewShotSampler
 from fomaml_utils.training import OPTIMIZERS, DivergenceError, History, meta_train
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-# argparse names the type in its message ("invalid _positive_int value"); give it readable names.
-_positive_int.__name__ = "positive integer"
-_non_negative_int.__name__ = "non-negative integer"
-_positive_float.__name__ = "positive number"
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
