@@ -3,7 +3,8 @@ r"""Fast meta-gradients for MLPs: every inner SGD step is a low-rank update.
 This computes exactly what ``fomaml_utils.maml.meta_gradient`` computes with its readable loop, for the
 network that dominates the series (an ``MLP``), several times faster (``benchmarks/RESULTS.md``).
 Read the loop first: this file only reorganises the same arithmetic. ``meta_gradient`` uses it for
-every MLP when ``implementation="auto"`` (or ``"lowrank"``).
+every MLP when ``implementation="auto"`` (or ``"lowrank"``), and so does ``evaluation.evaluate``, whose
+per-step query scores come from ``lowrank_query_scores`` (the same inner loop, scored after every step).
 
 The fact that makes it fast
 ---------------------------
@@ -159,6 +160,47 @@ def lowrank_meta_gradient(
     return _maml.MetaGradient(grads, query_loss, query_accuracy)
 
 
+def lowrank_query_scores(
+    model: MLP,
+    params: dict[str, torch.Tensor],
+    batch: TaskBatch,
+    *,
+    inner_lr: float,
+    inner_steps: int,
+) -> torch.Tensor:
+    """Each task's query score at θ′₀ = θ, θ′₁, …, θ′ₖ (``k = inner_steps`` plain SGD steps on its support set).
+
+    The same inner loop as ``lowrank_meta_gradient`` (no graph is kept), with the query set scored before the
+    first step and after every step: for integer labels the fraction of query examples whose largest logit is
+    the label, for float targets the mean squared error over the task's query examples and outputs. This is
+    what ``fomaml_utils.evaluation.evaluate`` reports per task, computed for all ``T`` tasks at once.
+
+    model, params, batch: as for ``lowrank_meta_gradient``.
+    Returns ``[T, inner_steps + 1]`` in the dtype of ``params``, detached. Raises ``ValueError`` as
+    ``lowrank_meta_gradient`` does.
+    """
+    weights, biases = _check_inputs(model, params, batch, None, inner_lr, inner_steps)
+    like = weights[0]
+    support_x = batch.support_x.flatten(2).to(device=like.device, dtype=like.dtype)
+    query_x = batch.query_x.flatten(2).to(device=like.device, dtype=like.dtype)
+    label_dtype = like.dtype if batch.support_y.is_floating_point() else torch.long  # one_hot wants int64
+    support_y = batch.support_y.to(device=like.device, dtype=label_dtype)
+    query_y = batch.query_y.to(device=like.device, dtype=label_dtype)
+
+    with torch.no_grad():
+        net = _AdaptedMLP([w.detach() for w in weights], [b.detach() for b in biases], inner_lr, support_x, query_x)
+        scores = []
+        for step in range(inner_steps + 1):
+            if step > 0:
+                net.sgd_step(support_y)
+            out = net.forward("query")[1][-1]                                     # [T, m, C]
+            if query_y.is_floating_point():
+                scores.append((out - query_y).square().mean(dim=(1, 2)))
+            else:
+                scores.append((out.argmax(dim=-1) == query_y).to(out.dtype).mean(dim=1))
+        return torch.stack(scores, dim=1)
+
+
 class _AdaptedMLP:
     """θ′ of ``T`` tasks at once, stored as the shared θ plus each task's low-rank corrections.
 
@@ -217,7 +259,8 @@ class _AdaptedMLP:
         return deltas
 
     def sgd_step(self, labels: torch.Tensor) -> None:
-        """One inner SGD step on every task's support cross-entropy (mean over its ``n_s`` examples)."""
+        """One inner SGD step on every task's support loss (``task_loss``: cross-entropy for integer labels,
+        else mean squared error; mean over its ``n_s`` examples)."""
         inputs, pre = self.forward("support")
         deltas = self.backward(_loss_delta(pre[-1], labels, scale=1.0), pre)
         self.A = deltas[0] if self.A is None else self.A + deltas[0]
@@ -289,9 +332,10 @@ def _loss_delta(out: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.
     return delta * (scale / labels.shape[1])
 
 
-def _check_inputs(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str, inner_lr: float,
-                  inner_steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Validate everything up front; returns θ as lists ``weights[l] [out, in]`` and ``biases[l] [out]``."""
+def _check_inputs(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str | None,
+                  inner_lr: float, inner_steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Validate everything up front (``algorithm=None``: no algorithm to check); returns θ as lists
+    ``weights[l] [out, in]`` and ``biases[l] [out]``."""
     if not isinstance(model, MLP):
         raise ValueError(
             f"model must be a fomaml_utils.models.MLP for the low-rank path, got {type(model).__name__}; "

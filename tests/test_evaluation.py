@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from fomaml_utils import evaluation
 from fomaml_utils.evaluation import Evaluation, evaluate, mean_confidence_interval
 from fomaml_utils.maml import adapt
 from fomaml_utils.models import MLP, ConvNet
@@ -99,6 +100,42 @@ def test_evaluate_leaves_the_model_unchanged_and_uses_the_given_params():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.parametrize("hidden", [(16,), (16, 8)])
+def test_lowrank_evaluation_gives_the_same_per_task_accuracy_as_vmap(hidden):
+    torch.manual_seed(0)
+    model = MLP(144, hidden, 5)
+    run = lambda implementation: evaluate(  # noqa: E731
+        model, ToySampler(shape=(1, 12, 12), ways=5, shots=1, queries=6, seed=3), inner_lr=0.3, inner_steps=6,
+        num_tasks=30, tasks_per_batch=16, implementation=implementation)
+    lowrank, vmap = run("lowrank"), run("vmap")
+    assert lowrank.per_task.shape == (30, 7)
+    assert torch.equal(lowrank.per_task, vmap.per_task)
+    assert lowrank.per_task[:, -1].mean() > lowrank.per_task[:, 0].mean()  # adaptation happened: a real check
+
+
+def test_lowrank_evaluation_gives_the_same_per_task_mse_as_vmap():
+    torch.manual_seed(0)
+    model = MLP(1, (32, 32), 1)
+    run = lambda implementation: evaluate(  # noqa: E731
+        model, ToySampler(regression=True, shots=10, seed=2), inner_lr=0.02, inner_steps=5, num_tasks=12,
+        tasks_per_batch=5, implementation=implementation)
+    lowrank, vmap = run("lowrank"), run("vmap")
+    assert lowrank.metric == vmap.metric == "mse"
+    torch.testing.assert_close(lowrank.per_task, vmap.per_task, rtol=1e-5, atol=0.0)
+    assert not torch.equal(lowrank.per_task[:, 0], lowrank.per_task[:, -1])
+
+
+def test_auto_evaluates_mlps_low_rank_and_convnets_one_task_at_a_time(monkeypatch):
+    calls = []
+    real = evaluation.lowrank_query_scores
+    monkeypatch.setattr(evaluation, "lowrank_query_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
+    evaluate(MLP(144, (8,), 3), ToySampler(shape=(1, 12, 12)), inner_lr=0.1, inner_steps=1, num_tasks=4)
+    assert calls == [1]
+    evaluate(ConvNet(3, channels=4, blocks=2, image_size=12), ToySampler(shape=(1, 12, 12)), inner_lr=0.1,
+             inner_steps=1, num_tasks=2)
+    assert calls == [1]
+
+
 def test_summary_formats_accuracy_in_percent_and_mse_with_three_decimals():
     accuracy = Evaluation(steps=[0, 1], mean=[0.2, 0.78412], ci95=[0.01, 0.0091], metric="accuracy", num_tasks=10)
     assert accuracy.summary() == "78.4 % ± 0.9"
@@ -113,8 +150,15 @@ def test_summary_formats_accuracy_in_percent_and_mse_with_three_decimals():
 @pytest.mark.parametrize(("kwargs", "argument"), [
     ({"inner_lr": -1.0}, "inner_lr"), ({"inner_steps": -1}, "inner_steps"),
     ({"num_tasks": 0}, "num_tasks"), ({"tasks_per_batch": 0}, "tasks_per_batch"),
+    ({"implementation": "fast"}, "implementation"),
 ])
 def test_bad_evaluation_arguments_raise_value_error_naming_them(kwargs, argument):
     args = {"inner_lr": 0.1, "inner_steps": 1} | kwargs
     with pytest.raises(ValueError, match=argument):
         evaluate(MLP(784, (8,), 3), ToySampler(), **args)
+
+
+def test_lowrank_evaluation_of_a_convnet_raises_value_error_naming_the_model():
+    with pytest.raises(ValueError, match="model must be a fomaml_utils.models.MLP"):
+        evaluate(ConvNet(3, channels=4, blocks=2, image_size=12), ToySampler(shape=(1, 12, 12)), inner_lr=0.1,
+                 inner_steps=1, num_tasks=2, implementation="lowrank")
