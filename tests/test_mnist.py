@@ -303,37 +303,40 @@ def _small_arrays():
     return mnist._convert_parts(_synthetic_parts()[0], "synthetic")
 
 
-def test_a_write_failing_midway_leaves_no_final_file_and_no_temporary_file(tmp_path, monkeypatch):
-    write = mnist._write_idx_file
+def _disk_full_on_third_file(write):
+    """``mnist._write_idx_file`` that writes half a header of the third file, then fails: the disk is full."""
     calls = []
 
-    def disk_full_on_third_file(path, array):
+    def fault(path, array):
         calls.append(path)
         if len(calls) == 3:
-            path.write_bytes(b"\x00\x00\x08")  # half a header, then the disk is full
+            path.write_bytes(b"\x00\x00\x08")
             raise OSError(28, "No space left on device")
         write(path, array)
-
-    monkeypatch.setattr(mnist, "_write_idx_file", disk_full_on_third_file)
-    raw = tmp_path / "MNIST" / "raw"
-    with pytest.raises(OSError, match="No space"):
-        mnist._write_idx_files(raw, _small_arrays())
-    assert list(raw.iterdir()) == []
+    return fault
 
 
-def test_an_interrupt_between_renames_leaves_no_final_file_and_no_temporary_file(tmp_path, monkeypatch):
-    replace = os.replace
+def _interrupted_on_second_rename(replace):
+    """``os.replace`` that is interrupted (Ctrl-C) at the second rename, after the first file is in place."""
     calls = []
 
-    def interrupted_on_second_rename(source, dest):
+    def fault(source, dest):
         calls.append(dest)
         if len(calls) == 2:
             raise KeyboardInterrupt
         replace(source, dest)
+    return fault
 
-    monkeypatch.setattr(os, "replace", interrupted_on_second_rename)
+
+@pytest.mark.parametrize("module, name, make_fault, error, message", [
+    (mnist, "_write_idx_file", _disk_full_on_third_file, OSError, "No space"),
+    (os, "replace", _interrupted_on_second_rename, KeyboardInterrupt, None),
+], ids=["disk-full-midway-through-writing", "interrupt-between-renames"])
+def test_a_failure_midway_leaves_no_final_file_and_no_temporary_file(module, name, make_fault, error, message,
+                                                                      tmp_path, monkeypatch):
+    monkeypatch.setattr(module, name, make_fault(getattr(module, name)))
     raw = tmp_path / "MNIST" / "raw"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(error, match=message):  # the failure reaches the caller unchanged
         mnist._write_idx_files(raw, _small_arrays())
     assert list(raw.iterdir()) == []
 
