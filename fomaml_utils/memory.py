@@ -8,12 +8,18 @@ first-order MAML (FOMAML) and Reptile do not.
 ``peak_memory_bytes`` is the allocator's view: the peak of all bytes allocated while ``fn`` runs
 (activations, gradients, temporaries), on CUDA from the caching allocator's statistics and on CPU
 from the profiler's allocation events. It depends on the torch build, kernels and threads, so use it
-for tables and rough comparisons, and ``saved_tensor_bytes`` for tests.
+for tables and rough comparisons, and ``saved_tensor_bytes`` for tests. On the CPU the profiler's C++
+side prints timestamped ``profiler_start``/``profiler_stop`` lines and a GPU-probe error straight to file
+descriptor 2 (past Python's ``sys.stderr``, so into terminals and notebook outputs); ``peak_memory_bytes``
+sends exactly those to /dev/null with ``native_stderr_silenced``, and leaves what ``fn`` writes visible.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
@@ -21,7 +27,7 @@ from torch.profiler import ProfilerActivity, profile
 
 R = TypeVar("R")
 
-__all__ = ["saved_tensor_bytes", "peak_memory_bytes"]
+__all__ = ["saved_tensor_bytes", "peak_memory_bytes", "native_stderr_silenced"]
 
 
 class _LiveSavedBytes:
@@ -123,7 +129,7 @@ def peak_memory_bytes(fn: Callable[..., R], *args: Any, device: torch.device | s
         return result, int(torch.cuda.max_memory_allocated(device) - before)
     if device.type != "cpu":
         raise ValueError(f"device must be 'cpu' or a CUDA device, got {device}")
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _cpu_memory_profile() as prof:
         result = fn(*args, **kwargs)
     events = [
         (e.start_ns(), e.nbytes())
@@ -135,3 +141,42 @@ def peak_memory_bytes(fn: Callable[..., R], *args: Any, device: torch.device | s
         live += nbytes
         peak = max(peak, live)
     return result, int(peak)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send whatever is written to file descriptor 2 (by C++ code or Python) to /dev/null inside the block.
+
+    Python's ``sys.stderr`` is flushed first, so nothing written before the block is lost. If the
+    process has no file descriptor 2 the block runs unchanged.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # fd 2 closed: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _cpu_memory_profile() -> Iterator[profile]:
+    """torch's CPU profiler recording allocations, started and stopped with file descriptor 2 silenced.
+
+    Only the start and the stop are silenced (that is where the profiler prints); the block's own
+    output, Python warnings and exception tracebacks stay visible.
+    """
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with native_stderr_silenced():
+        prof.__enter__()
+    try:
+        yield prof
+    finally:
+        with native_stderr_silenced():
+            prof.__exit__(None, None, None)

@@ -21,12 +21,10 @@ exits with status 1, writing nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from fomaml_utils.cli import positive_float as _positive_float
 from fomaml_utils.cli import positive_int as _positive_int
 from fomaml_utils.evaluation import Evaluation, evaluate
 from fomaml_utils.maml import ALGORITHMS, IMPLEMENTATIONS, meta_gradient, resolve_implementation
+from fomaml_utils.memory import native_stderr_silenced  # noqa: F401  (notebook 03 imports it from here)
 from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.models import ARCHITECTURES, MLP, build_model
 from fomaml_utils.seeding import seed_everything
@@ -220,24 +219,6 @@ def check_blowup(history: History, ways: int) -> None:
             "the inner or meta learning rate is too large", history)
 
 
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send what C++ code writes to file descriptor 2 to /dev/null for the duration of the block.
-
-    torch's profiler (used by ``peak_memory_bytes`` on the CPU) prints timestamped ``profiler_start``
-    lines and a GPU-probe error from C++; Jupyter would store them as cell output.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def make_samplers(split: str, *, ways: int, shots: int, queries: int, seed: int = 0,
                   root: str | Path | None = None, train_shots: int | None = None) -> dict[str, FewShotSampler]:
     """The three samplers of a run, ``{"train", "val", "test"}``, seeded ``seed``, ``seed + 1``, ``seed + 2``.
@@ -280,8 +261,7 @@ def run_experiment(args: argparse.Namespace, model: torch.nn.Module,
     # Memory of one meta-step, on tasks from a separately seeded sampler (training's stream is untouched).
     probe = FewShotSampler(args.split, "train", args.ways, samplers["train"].shots, args.queries,
                            root=args.data_root, seed=args.seed + 3).sample(args.meta_batch_size)
-    with native_stderr_silenced():
-        _, peak = peak_memory_bytes(meta_gradient, model, dict(model.named_parameters()), probe, **kwargs)
+    _, peak = peak_memory_bytes(meta_gradient, model, dict(model.named_parameters()), probe, **kwargs)
     history = meta_train(model, samplers["train"], meta_lr=args.meta_lr, meta_batch_size=args.meta_batch_size,
                          iterations=args.iterations, val_sampler=samplers["val"], val_every=args.val_every,
                          val_tasks=args.val_tasks, eval_inner_steps=eval_inner_steps(args),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from fomaml_utils.maml import meta_gradient
 from fomaml_utils.memory import peak_memory_bytes, saved_tensor_bytes
@@ -72,6 +75,26 @@ def test_peak_memory_bytes_sees_a_large_temporary_on_cpu():
     result, nbytes = peak_memory_bytes(big_temporary, device="cpu")
     assert result == 1_000_000.0
     assert 4_000_000 <= nbytes < 5_000_000
+
+
+def test_peak_memory_bytes_writes_nothing_to_file_descriptor_2(capfd):
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True):  # the bare profiler is noisy...
+        torch.ones(10)
+    assert "profiler_st" in capfd.readouterr().err
+    result, nbytes = peak_memory_bytes(lambda: torch.ones(1000).sum(), device="cpu")  # ...this is not
+    assert capfd.readouterr().err == ""
+    assert result == 1000.0 and nbytes >= 4000
+
+
+def test_peak_memory_bytes_keeps_what_fn_writes_and_its_exceptions_visible(capfd):
+    def noisy_failure():
+        os.write(2, b"written by fn\n")
+        raise KeyError("raised by fn")
+
+    with pytest.raises(KeyError, match="raised by fn"):
+        peak_memory_bytes(noisy_failure, device="cpu")
+    os.write(2, b"after\n")  # file descriptor 2 is restored after the exception
+    assert capfd.readouterr().err == "written by fn\nafter\n"
 
 
 def test_saved_tensor_bytes_refuses_torch_func_code_with_a_clear_message():
