@@ -33,8 +33,7 @@ from fomaml_utils.plots import plot_task
 from fomaml_utils.seeding import seed_everything
 from fomaml_utils.taskbatch import TaskBatch
 from fomaml_utils.tasks import FewShotSampler
-from fomaml_utils.train import check_blowup
-from fomaml_utils.training import DivergenceError, History, meta_train
+from fomaml_utils.training import DivergenceError, History, check_blowup, meta_train
 
 __all__ = ["head_size", "AdaptationView", "adaptation_view", "adapted_predictions", "plot_accuracy_curve",
            "running_mean", "ShortRun", "MetaTrainingPlayground"]

@@ -9,7 +9,10 @@ One iteration, for meta-parameters θ (the model's own parameters) and meta step
 The model is updated in place, so after ``meta_train`` it *is* the meta-learned initialisation.
 Every ``val_every`` iterations the initialisation is scored on fresh tasks from ``val_sampler`` with
 ``fomaml_utils.evaluation.evaluate``. A NaN or infinite loss or gradient stops training with a
-``DivergenceError`` that names the learning rates (the usual cause) and carries the history so far.
+``DivergenceError`` that names the learning rates (the usual cause) and carries the history so far;
+so does, for classification, a finite query loss above ``BLOWUP_FACTOR`` × chance level. With very
+large step sizes (say α = 10, β = 1) the loss shoots up by many orders of magnitude and then falls
+back to exactly chance level, ln(ways), with every ReLU dead: finite numbers, nothing learned.
 
 ``zero_head=True`` keeps the output layer at zero instead of meta-learning it (the "zeroing trick"
 of Kao et al. 2022): task labels are assigned at random, so a learned head can only hold a guess
@@ -33,9 +36,13 @@ from fomaml_utils.maml import Implementation, check_hyperparameters, meta_gradie
 from fomaml_utils.models import head_name
 from fomaml_utils.seeding import seed_everything
 
-__all__ = ["History", "DivergenceError", "meta_train", "OPTIMIZERS"]
+__all__ = ["History", "DivergenceError", "meta_train", "check_blowup", "OPTIMIZERS", "BLOWUP_FACTOR"]
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+
+BLOWUP_FACTOR = 10.0
+"""A classification run counts as diverged once a query loss exceeds this many times chance level, ln(ways):
+16.1 for 5 ways, where a healthy run of this series stays below 3."""
 
 
 @dataclass
@@ -73,7 +80,8 @@ class History:
 
 
 class DivergenceError(RuntimeError):
-    """Meta-training produced a NaN or infinite loss or gradient; ``.history`` holds what came before."""
+    """Meta-training produced a NaN or infinite loss or gradient, or (classification) a query loss above
+    ``BLOWUP_FACTOR × ln(ways)``; ``.history`` holds what came before."""
 
     def __init__(self, message: str, history: History):
         super().__init__(message)
@@ -106,13 +114,36 @@ def _check_arguments(*, meta_lr: float, meta_batch_size: int, iterations: int, v
             raise ValueError(f"{name} must have a .sample(num_tasks) method, got {type(s).__name__}")
 
 
-def _divergence(history: History, iteration: int, what: str, *, inner_lr: float, meta_lr: float) -> DivergenceError:
+def _divergence(history: History, iteration: int, problem: str, *, inner_lr: float,
+                meta_lr: float) -> DivergenceError:
     return DivergenceError(
-        f"meta-training diverged at iteration {iteration}: {what} is not finite "
+        f"meta-training diverged at iteration {iteration}: {problem} "
         f"(inner_lr={inner_lr:g}, meta_lr={meta_lr:g}). Try smaller learning rates, e.g. "
         f"inner_lr={inner_lr / 10:g} or meta_lr={meta_lr / 10:g}.",
         history,
     )
+
+
+def _blowup_limit(ways: int) -> float:
+    """The largest cross-entropy query loss a healthy ``ways``-way run reaches: ``BLOWUP_FACTOR × ln(ways)``."""
+    return BLOWUP_FACTOR * math.log(ways)
+
+
+def check_blowup(history: History, ways: int) -> None:
+    """Raise ``DivergenceError`` if a classification ``history`` has a query loss above ``BLOWUP_FACTOR × ln(ways)``.
+
+    ``meta_train`` applies this rule at every step and stops at once; use this function for a history
+    from elsewhere (a checkpoint, an older run). The error names the iteration of the largest loss.
+    """
+    if not history.query_loss:
+        return
+    limit = _blowup_limit(ways)
+    worst = max(range(len(history.query_loss)), key=history.query_loss.__getitem__)
+    if history.query_loss[worst] > limit:
+        raise DivergenceError(
+            f"meta-training diverged: the query loss reached {history.query_loss[worst]:.2g} at iteration "
+            f"{history.iteration[worst]} (chance level is {math.log(ways):.2f}, the limit {limit:.1f}); "
+            "the inner or meta learning rate is too large", history)
 
 
 def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_lr: float, meta_lr: float,
@@ -133,8 +164,11 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
     ``zero_head``: set the output layer (``fomaml_utils.models.head_name``) to zero and leave it out
     of the meta-update, so every task starts from a zero head; the inner loop still adapts it.
 
-    Raises ``DivergenceError`` (with ``.history``) on a NaN or infinite loss or meta-gradient, and
-    ``ValueError`` naming the argument for out-of-range hyperparameters.
+    Raises ``DivergenceError`` (with ``.history`` up to the step before) on a NaN or infinite loss or
+    meta-gradient, or, for classification (integer labels), as soon as a step's query loss exceeds
+    ``BLOWUP_FACTOR × ln(ways)`` with ``ways`` the number of classes (largest label + 1). Regression has no
+    chance level to compare with, so only NaN and infinity stop it. Raises ``ValueError`` naming the
+    argument for out-of-range hyperparameters.
     """
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
     _check_arguments(meta_lr=meta_lr, meta_batch_size=meta_batch_size, iterations=iterations, val_every=val_every,
@@ -176,16 +210,24 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
                             implementation=implementation)
         loss = out.query_loss.item()
         if not math.isfinite(loss):
-            raise _divergence(history, step, f"the query loss ({loss})", inner_lr=inner_lr, meta_lr=meta_lr)
+            raise _divergence(history, step, f"the query loss ({loss}) is not finite", inner_lr=inner_lr,
+                              meta_lr=meta_lr)
+        if not batch.query_y.is_floating_point():  # classification: cross-entropy has a chance level
+            ways = max(2, int(batch.support_y.max()) + 1)
+            limit = _blowup_limit(ways)
+            if loss > limit:
+                raise _divergence(history, step, f"the query loss ({loss:.2g}) is above {limit:.1f}, "
+                                  f"{BLOWUP_FACTOR:g} × chance level ln({ways})", inner_lr=inner_lr, meta_lr=meta_lr)
         if not all(torch.isfinite(g).all() for g in out.grads.values()):
-            raise _divergence(history, step, "the meta-gradient", inner_lr=inner_lr, meta_lr=meta_lr)
+            raise _divergence(history, step, "the meta-gradient is not finite", inner_lr=inner_lr, meta_lr=meta_lr)
         for name, p in params.items():
             if name not in frozen:
                 p.grad = out.grads[name].to(p.dtype)
         opt.step()
         opt.zero_grad(set_to_none=True)
         if not all(torch.isfinite(p).all() for p in params.values()):
-            raise _divergence(history, step, "the updated meta-parameters", inner_lr=inner_lr, meta_lr=meta_lr)
+            raise _divergence(history, step, "the updated meta-parameters are not finite", inner_lr=inner_lr,
+                              meta_lr=meta_lr)
         elapsed += time.perf_counter() - start
         history.iteration.append(step)
         history.query_loss.append(loss)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 from fomaml_utils.maml import meta_gradient
 from fomaml_utils.models import MLP
-from fomaml_utils.training import DivergenceError, History, meta_train
+from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.training import BLOWUP_FACTOR, DivergenceError, History, check_blowup, meta_train
 from test_evaluation import ToySampler  # tests/ is on sys.path under pytest's default import mode
 
 
@@ -112,6 +114,64 @@ def test_divergence_raises_an_error_naming_both_learning_rates_with_the_history_
         meta_train(model, ToySampler(), algorithm="fomaml", iterations=5, **(SMALL | {"inner_lr": 1e30}))
     assert isinstance(info.value, RuntimeError)
     assert isinstance(info.value.history, History)
+
+
+class Louder:
+    """A sampler whose tasks, from call ``after + 1`` on, have inputs (and targets) ``scale`` times larger."""
+
+    def __init__(self, sampler, *, after: int = 0, x_scale: float = 1.0, y_scale: float = 1.0):
+        self.sampler, self.after, self.x_scale, self.y_scale, self.calls = sampler, after, x_scale, y_scale, 0
+
+    def sample(self, num_tasks: int) -> TaskBatch:
+        self.calls += 1
+        sx, sy, qx, qy = self.sampler.sample(num_tasks)
+        if self.calls <= self.after:
+            return TaskBatch(sx, sy, qx, qy)
+        scale_y = (lambda y: y * self.y_scale) if sy.is_floating_point() else (lambda y: y)  # noqa: E731
+        return TaskBatch(sx * self.x_scale, scale_y(sy), qx * self.x_scale, scale_y(qy))
+
+
+def test_a_finite_blow_up_stops_training_at_that_step_naming_both_learning_rates():
+    # Inputs ten times larger from step 3 on: the inner step overshoots and the query loss is huge but finite.
+    limit = BLOWUP_FACTOR * math.log(3)
+    with pytest.raises(DivergenceError, match=r"iteration 3: the query loss \(\S+\) is above 11\.0, "
+                                              r"10 × chance level ln\(3\) \(inner_lr=0\.3, meta_lr=0\.01\)\. "
+                                              r"Try smaller") as info:
+        meta_train(toy_model(), Louder(ToySampler(), after=2, x_scale=10.0), algorithm="fomaml", iterations=5,
+                   **SMALL)
+    assert info.value.history.iteration == [1, 2]  # the steps before, none after
+    assert all(loss < limit for loss in info.value.history.query_loss)
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml"])
+def test_the_largest_slider_step_sizes_blow_up_and_stop_with_divergence_error(algorithm):
+    with pytest.raises(DivergenceError, match=r"is above .*inner_lr=10, meta_lr=1\).*smaller"):
+        meta_train(toy_model(), ToySampler(), algorithm=algorithm, iterations=10,
+                   **(SMALL | {"inner_lr": 10.0, "meta_lr": 1.0, "inner_steps": 5}))
+
+
+def test_a_healthy_toy_run_stays_below_the_blow_up_limit_and_finishes():
+    history = meta_train(toy_model(), ToySampler(), algorithm="fomaml", iterations=20, **SMALL)
+    assert history.iteration == list(range(1, 21))
+    assert max(history.query_loss) < BLOWUP_FACTOR * math.log(3)
+
+
+def test_regression_losses_above_the_classification_limit_do_not_stop_training():
+    torch.manual_seed(0)
+    sampler = Louder(ToySampler(regression=True, shots=10), y_scale=10.0)  # targets 10 sin(x + φ): MSE ~ 50
+    history = meta_train(MLP(1, (16,), 1), sampler, algorithm="fomaml", iterations=3,
+                         **(SMALL | {"inner_lr": 0.001}))
+    assert history.iteration == [1, 2, 3]
+    assert min(history.query_loss) > BLOWUP_FACTOR * math.log(5)  # would stop a 5-way classification run
+
+
+def test_check_blowup_passes_a_healthy_history_and_names_the_iteration_of_a_blown_up_one():
+    healthy = History(iteration=[1, 2, 3], query_loss=[1.6, 2.9, 1.2])
+    check_blowup(healthy, ways=5)
+    blown = History(iteration=[1, 2, 3], query_loss=[1.6, 5e5, 1.609])  # finite, back at chance
+    with pytest.raises(DivergenceError, match="iteration 2") as info:
+        check_blowup(blown, ways=5)
+    assert info.value.history is blown
 
 
 @pytest.mark.parametrize(("kwargs", "argument"), [
