@@ -86,10 +86,12 @@ def _tiny_playground() -> MetaTrainingPlayground:
     return MetaTrainingPlayground(tasks_per_run=40, val_tasks=4, val_points=2, queries=2)
 
 
-@pytest.mark.parametrize("first_order", [True, False])
-def test_short_run_learns_and_reports_validation_accuracy(first_order):
+@pytest.mark.parametrize("first_order, zero_head", [(True, True), (False, True), (True, False)])
+def test_short_run_learns_and_reports_validation_accuracy(first_order, zero_head):
     playground = _tiny_playground()
-    run = playground.run(inner_lr=0.1, meta_lr=1e-3, inner_steps=2, meta_batch_size=4, first_order=first_order)
+    run = playground.run(inner_lr=0.1, meta_lr=1e-3, inner_steps=2, meta_batch_size=4, first_order=first_order,
+                         zero_head=zero_head)
+    assert run.settings["zero_head"] is zero_head and ("zero head" in run.label) is zero_head
     assert not run.diverged and "meta-validation accuracy" in run.message
     assert run.settings["iterations"] == 10 and run.history.iteration[-1] == 10
     assert all(math.isfinite(v) for v in run.history.query_loss)
@@ -115,12 +117,12 @@ def test_extreme_step_sizes_end_in_a_divergence_message_not_an_exception(inner_l
 def test_figure_draws_the_latest_run_beside_the_previous_one():
     playground = _tiny_playground()
     playground.run(inner_lr=0.1, meta_lr=1e-3, inner_steps=1, meta_batch_size=4)
-    playground.run(inner_lr=0.05, meta_lr=1e-3, inner_steps=1, meta_batch_size=8)
+    playground.run(inner_lr=0.05, meta_lr=1e-3, inner_steps=1, meta_batch_size=8, zero_head=False)
     assert len(playground.runs) == 2
     fig = playground.figure()
     labels = [line.get_label() for line in fig.axes[1].get_lines()]
     assert any(label.startswith("latest: FOMAML, α=0.05") for label in labels)
-    assert any(label.startswith("previous: FOMAML, α=0.1") for label in labels)
+    assert any(label.startswith("previous: FOMAML, zero head, α=0.1") for label in labels)
     for ax in fig.axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
 
