@@ -10,15 +10,18 @@ first-order MAML (FOMAML) and Reptile do not.
 from the profiler's allocation events. It depends on the torch build, kernels and threads, so use it
 for tables and rough comparisons, and ``saved_tensor_bytes`` for tests. On the CPU the profiler's C++
 side prints timestamped ``profiler_start``/``profiler_stop`` lines and a GPU-probe error straight to file
-descriptor 2 (past Python's ``sys.stderr``, so into terminals and notebook outputs); ``peak_memory_bytes``
-sends exactly those to /dev/null with ``native_stderr_silenced``, and leaves what ``fn`` writes visible.
+descriptor 2 (past Python's ``sys.stderr``, so into terminals and notebook outputs), and while ``fn``
+runs the CPU allocator may warn there that a block freed was "allocated before the profiling started";
+``peak_memory_bytes`` drops exactly those lines and passes on everything else ``fn`` writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -165,18 +168,47 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+_ALLOCATOR_NOTICE = re.compile(rb"allocated before the profiling started")
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered(drop: re.Pattern[bytes]) -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 inside the block; afterwards write back every line
+    that does not match ``drop`` (so the kept lines appear when the block ends, in their order)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # fd 2 closed: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True) if not drop.search(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 @contextlib.contextmanager
 def _cpu_memory_profile() -> Iterator[profile]:
     """torch's CPU profiler recording allocations, started and stopped with file descriptor 2 silenced.
 
-    Only the start and the stop are silenced (that is where the profiler prints); the block's own
+    Only the start and the stop are silenced (that is where the profiler prints); inside the block
+    only the allocator's "allocated before the profiling started" lines are dropped, so the block's own
     output, Python warnings and exception tracebacks stay visible.
     """
     prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
     with native_stderr_silenced():
         prof.__enter__()
     try:
-        yield prof
+        with _native_stderr_filtered(_ALLOCATOR_NOTICE):
+            yield prof
     finally:
         with native_stderr_silenced():
             prof.__exit__(None, None, None)

@@ -97,6 +97,17 @@ def test_peak_memory_bytes_keeps_what_fn_writes_and_its_exceptions_visible(capfd
     assert capfd.readouterr().err == "written by fn\nafter\n"
 
 
+def test_peak_memory_bytes_drops_only_the_allocators_notice_about_blocks_from_before_the_profiling(capfd):
+    def fn():
+        os.write(2, b"[W1126 CPUAllocator.cpp:245] Memory block of unknown size was allocated before the "
+                    b"profiling started, profiler results will not include the deallocation event\n")
+        os.write(2, b"a line of fn's own\n")
+        return 1
+
+    assert peak_memory_bytes(fn, device="cpu")[0] == 1
+    assert capfd.readouterr().err == "a line of fn's own\n"
+
+
 def test_saved_tensor_bytes_refuses_torch_func_code_with_a_clear_message():
     model = MLP(784, (16,), 5)
     batch = TaskBatch(torch.randn(2, 5, 784), torch.arange(5).repeat(2, 1),
