@@ -41,7 +41,7 @@ from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.models import ARCHITECTURES, MLP, build_model
 from fomaml_utils.seeding import seed_everything
 from fomaml_utils.tasks import SPLITS, FewShotSampler
-from fomaml_utils.training import OPTIMIZERS, DivergenceError, History, meta_train
+from fomaml_utils.training import OPTIMIZERS, SCHEDULES, DivergenceError, History, meta_train
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tasks per meta-step")
     learn.add_argument("--iterations", type=_positive_int, default=500, help="meta-steps")
     learn.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="outer optimiser")
+    learn.add_argument("--meta-lr-schedule", choices=SCHEDULES, default="constant",
+                       help="'constant' keeps beta for every meta-step; 'cosine' lowers it to 0 along half a cosine "
+                       "over the run, so the final weights do not hinge on the last few noisy meta-batches")
     learn.add_argument("--implementation", choices=IMPLEMENTATIONS, default="auto",
                        help="how meta-gradients are computed: 'loop' (one task at a time), 'vmap' (vectorised over "
                        "tasks), 'lowrank' (fast, MLPs only), 'auto' (lowrank for MLPs, loop for the CNN)")
@@ -242,7 +245,7 @@ def run_experiment(args: argparse.Namespace, model: torch.nn.Module,
                          iterations=args.iterations, val_sampler=samplers["val"], val_every=args.val_every,
                          val_tasks=args.val_tasks, eval_inner_steps=eval_inner_steps(args),
                          optimizer=args.optimizer, seed=args.seed, progress=not args.no_progress,
-                         zero_head=args.zero_head, **kwargs)
+                         zero_head=args.zero_head, meta_lr_schedule=args.meta_lr_schedule, **kwargs)
     evaluation = evaluate(model, samplers["test"], inner_lr=args.inner_lr, inner_steps=eval_inner_steps(args),
                           num_tasks=args.eval_tasks, tasks_per_batch=EVAL_TASKS_PER_BATCH)
     return RunResult(model, config, history, evaluation, history.seconds[-1], peak)

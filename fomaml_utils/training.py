@@ -36,9 +36,10 @@ from fomaml_utils.maml import Implementation, check_hyperparameters, meta_gradie
 from fomaml_utils.models import head_name
 from fomaml_utils.seeding import seed_everything
 
-__all__ = ["History", "DivergenceError", "meta_train", "check_blowup", "OPTIMIZERS", "BLOWUP_FACTOR"]
+__all__ = ["History", "DivergenceError", "meta_train", "check_blowup", "OPTIMIZERS", "SCHEDULES", "BLOWUP_FACTOR"]
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 BLOWUP_FACTOR = 10.0
 """A classification run counts as diverged once a query loss exceeds this many times chance level, ln(ways):
@@ -95,7 +96,7 @@ def _check_positive_int(name: str, value: object, minimum: int = 1) -> None:
 
 def _check_arguments(*, meta_lr: float, meta_batch_size: int, iterations: int, val_every: int, val_tasks: int,
                      eval_inner_steps: int | None, optimizer: str, sampler: object,
-                     val_sampler: object | None, zero_head: bool) -> None:
+                     val_sampler: object | None, zero_head: bool, meta_lr_schedule: str) -> None:
     if isinstance(meta_lr, bool) or not isinstance(meta_lr, (int, float)) or not math.isfinite(meta_lr) \
             or meta_lr <= 0:
         raise ValueError(f"meta_lr must be a finite number > 0, got {meta_lr!r}")
@@ -107,6 +108,9 @@ def _check_arguments(*, meta_lr: float, meta_batch_size: int, iterations: int, v
         _check_positive_int("eval_inner_steps", eval_inner_steps, minimum=0)
     if not isinstance(zero_head, bool):
         raise ValueError(f"zero_head must be True or False, got {zero_head!r}")
+    if meta_lr_schedule not in SCHEDULES:
+        raise ValueError(f"meta_lr_schedule must be one of {', '.join(map(repr, SCHEDULES))}, "
+                         f"got {meta_lr_schedule!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
     for name, s in (("sampler", sampler), ("val_sampler", val_sampler)):
@@ -150,7 +154,8 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
                inner_steps: int, meta_batch_size: int, iterations: int, val_sampler: TaskSampler | None = None,
                val_every: int = 100, val_tasks: int = 200, eval_inner_steps: int | None = None,
                optimizer: str = "adam", implementation: Implementation = "auto", seed: int = 0,
-               progress: bool = True, device: torch.device | str | None = None, zero_head: bool = False) -> History:
+               progress: bool = True, device: torch.device | str | None = None, zero_head: bool = False,
+               meta_lr_schedule: str = "constant") -> History:
     r"""Meta-train ``model`` in place for ``iterations`` meta-steps and return the ``History``.
 
     ``sampler.sample(meta_batch_size)`` gives each step's ``TaskBatch``; ``algorithm`` is
@@ -163,6 +168,9 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
     the model is moved there. ``progress``: show a ``tqdm`` bar with the running loss and accuracy.
     ``zero_head``: set the output layer (``fomaml_utils.models.head_name``) to zero and leave it out
     of the meta-update, so every task starts from a zero head; the inner loop still adapts it.
+    ``meta_lr_schedule``: ``"constant"`` keeps β; ``"cosine"`` lowers it from β to 0 along half a cosine
+    over the ``iterations`` steps (``torch.optim.lr_scheduler.CosineAnnealingLR``), so the last steps are
+    small and the final weights do not depend on the noise of the last few meta-batches.
 
     Raises ``DivergenceError`` (with ``.history`` up to the step before) on a NaN or infinite loss or
     meta-gradient, or, for classification (integer labels), as soon as a step's query loss exceeds
@@ -173,7 +181,8 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
     _check_arguments(meta_lr=meta_lr, meta_batch_size=meta_batch_size, iterations=iterations, val_every=val_every,
                      val_tasks=val_tasks, eval_inner_steps=eval_inner_steps, optimizer=optimizer, sampler=sampler,
-                     val_sampler=val_sampler, zero_head=zero_head)
+                     val_sampler=val_sampler, zero_head=zero_head,
+                     meta_lr_schedule=meta_lr_schedule)
     resolve_implementation(model, implementation)  # validates the name before any work
     seed_everything(seed)
     if device is not None:
@@ -190,6 +199,8 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
                 params[k].zero_()
     opt_class = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_class([p for k, p in params.items() if k not in frozen], lr=meta_lr)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(iterations, 1))
+                if meta_lr_schedule == "cosine" else None)
     eval_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
     history = History()
 
@@ -225,6 +236,8 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
                 p.grad = out.grads[name].to(p.dtype)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if schedule is not None:
+            schedule.step()
         if not all(torch.isfinite(p).all() for p in params.values()):
             raise _divergence(history, step, "the updated meta-parameters are not finite", inner_lr=inner_lr,
                               meta_lr=meta_lr)

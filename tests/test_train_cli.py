@@ -72,9 +72,9 @@ def test_tiny_run_writes_a_checkpoint_that_loads_and_a_json_with_the_accuracy(tm
 
 def test_zero_head_run_records_the_setting_and_saves_a_zero_output_layer(tmp_path):
     out = tmp_path / "run"
-    assert main([*TINY, "--out", str(out), "--zero-head"]) == 0
+    assert main([*TINY, "--out", str(out), "--zero-head", "--meta-lr-schedule", "cosine"]) == 0
     model, metadata = load_checkpoint(out / "checkpoint.pt", expected_arch="mlp")
-    assert metadata["config"]["zero_head"] is True
+    assert metadata["config"]["zero_head"] is True and metadata["config"]["meta_lr_schedule"] == "cosine"
     assert torch.count_nonzero(model.layers[-1].weight) == 0 and torch.count_nonzero(model.layers[-1].bias) == 0
     assert torch.count_nonzero(model.layers[0].weight) > 0
 

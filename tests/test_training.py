@@ -60,6 +60,20 @@ def test_zero_head_sgd_step_is_the_meta_gradient_at_a_zero_head():
         torch.testing.assert_close(p.detach(), params[k] - (0.0 if k.startswith("layers.1.") else 0.5) * expected.grads[k])
 
 
+def test_cosine_schedule_takes_the_first_step_with_meta_lr_and_the_second_with_half_of_it():
+    # Over 2 iterations the cosine goes from β (step 1) to β·(1 + cos(π/2))/2 = β/2 (step 2).
+    model = toy_model()
+    params = {k: p.detach().clone() for k, p in model.named_parameters()}
+    sampler = ToySampler(seed=3)
+    for lr in (0.5, 0.25):
+        g = meta_gradient(model, params, sampler.sample(2), algorithm="fomaml", inner_lr=0.3, inner_steps=2).grads
+        params = {k: params[k] - lr * g[k] for k in params}
+    meta_train(model, ToySampler(seed=3), algorithm="fomaml", iterations=2, optimizer="sgd",
+               meta_lr_schedule="cosine", **(SMALL | {"meta_lr": 0.5}))
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), params[k])
+
+
 def test_sgd_meta_step_is_params_minus_meta_lr_times_the_meta_gradient():
     model = toy_model()
     params = {k: p.detach().clone() for k, p in model.named_parameters()}
@@ -180,7 +194,7 @@ def test_check_blowup_passes_a_healthy_history_and_names_the_iteration_of_a_blow
     ({"iterations": -1}, "iterations"), ({"val_every": 0}, "val_every"), ({"val_tasks": 0}, "val_tasks"),
     ({"eval_inner_steps": -1}, "eval_inner_steps"), ({"optimizer": "rmsprop"}, "optimizer"),
     ({"algorithm": "protonet"}, "algorithm"), ({"implementation": "gpu"}, "implementation"),
-    ({"zero_head": 1}, "zero_head"),
+    ({"zero_head": 1}, "zero_head"), ({"meta_lr_schedule": "step"}, "meta_lr_schedule"),
 ])
 def test_bad_hyperparameters_raise_value_error_naming_the_argument(kwargs, argument):
     args = {"algorithm": "fomaml", "iterations": 1} | SMALL | kwargs
