@@ -148,33 +148,22 @@ def peak_memory_bytes(fn: Callable[..., R], *args: Any, device: torch.device | s
 
 @contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[None]:
-    """Send whatever is written to file descriptor 2 (by C++ code or Python) to /dev/null inside the block.
+    """Drop whatever is written to file descriptor 2 (by C++ code or Python) inside the block.
 
     Python's ``sys.stderr`` is flushed first, so nothing written before the block is lost. If the
     process has no file descriptor 2 the block runs unchanged.
     """
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # fd 2 closed: nothing to silence
+    with _native_stderr_filtered(None):
         yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 _ALLOCATOR_NOTICE = re.compile(rb"allocated before the profiling started")
 
 
 @contextlib.contextmanager
-def _native_stderr_filtered(drop: re.Pattern[bytes]) -> Iterator[None]:
+def _native_stderr_filtered(drop: re.Pattern[bytes] | None) -> Iterator[None]:
     """Hold back what is written to file descriptor 2 inside the block; afterwards write back every line
-    that does not match ``drop`` (so the kept lines appear when the block ends, in their order)."""
+    that does not match ``drop`` (``None``: drop everything), in order, when the block ends."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
@@ -189,10 +178,11 @@ def _native_stderr_filtered(drop: re.Pattern[bytes]) -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-            held.seek(0)
-            kept = [line for line in held.read().splitlines(keepends=True) if not drop.search(line)]
-            if kept:
-                os.write(2, b"".join(kept))
+            if drop is not None:
+                held.seek(0)
+                kept = [line for line in held.read().splitlines(keepends=True) if not drop.search(line)]
+                if kept:
+                    os.write(2, b"".join(kept))
 
 
 @contextlib.contextmanager

@@ -96,6 +96,20 @@ from fomaml_utils.models import MLP
 from fomaml_utils.taskbatch import TaskBatch
 
 
+def _prepare(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str | None,
+             inner_lr: float, inner_steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor,
+                                                          torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checked weights and biases, and the batch flattened to ``[T, n, in_features]`` on their device and dtype."""
+    weights, biases = _check_inputs(model, params, batch, algorithm, inner_lr, inner_steps)
+    like = weights[0]
+    support_x = batch.support_x.flatten(2).to(device=like.device, dtype=like.dtype)
+    query_x = batch.query_x.flatten(2).to(device=like.device, dtype=like.dtype)
+    label_dtype = like.dtype if batch.support_y.is_floating_point() else torch.long  # one_hot wants int64
+    support_y = batch.support_y.to(device=like.device, dtype=label_dtype)
+    query_y = batch.query_y.to(device=like.device, dtype=label_dtype)
+    return weights, biases, support_x, query_x, support_y, query_y
+
+
 def lowrank_meta_gradient(
     model: MLP,
     params: dict[str, torch.Tensor],
@@ -120,13 +134,8 @@ def lowrank_meta_gradient(
     accuracy (``None`` for regression) at θ′, means over tasks, detached. Raises ``ValueError`` for
     anything else (another model class, mismatched shapes, labels out of range).
     """
-    weights, biases = _check_inputs(model, params, batch, algorithm, inner_lr, inner_steps)
-    like = weights[0]
-    support_x = batch.support_x.flatten(2).to(device=like.device, dtype=like.dtype)
-    query_x = batch.query_x.flatten(2).to(device=like.device, dtype=like.dtype)
-    label_dtype = like.dtype if batch.support_y.is_floating_point() else torch.long  # one_hot wants int64
-    support_y = batch.support_y.to(device=like.device, dtype=label_dtype)
-    query_y = batch.query_y.to(device=like.device, dtype=label_dtype)
+    weights, biases, support_x, query_x, support_y, query_y = _prepare(model, params, batch, algorithm, inner_lr,
+                                                                       inner_steps)
 
     if algorithm == "maml":
         # Exact second order: autograd differentiates through the hand-written inner loop.
@@ -179,13 +188,8 @@ def lowrank_query_scores(
     Returns ``[T, inner_steps + 1]`` in the dtype of ``params``, detached. Raises ``ValueError`` as
     ``lowrank_meta_gradient`` does.
     """
-    weights, biases = _check_inputs(model, params, batch, None, inner_lr, inner_steps)
-    like = weights[0]
-    support_x = batch.support_x.flatten(2).to(device=like.device, dtype=like.dtype)
-    query_x = batch.query_x.flatten(2).to(device=like.device, dtype=like.dtype)
-    label_dtype = like.dtype if batch.support_y.is_floating_point() else torch.long  # one_hot wants int64
-    support_y = batch.support_y.to(device=like.device, dtype=label_dtype)
-    query_y = batch.query_y.to(device=like.device, dtype=label_dtype)
+    weights, biases, support_x, query_x, support_y, query_y = _prepare(model, params, batch, None, inner_lr,
+                                                                       inner_steps)
 
     with torch.no_grad():
         net = _AdaptedMLP([w.detach() for w in weights], [b.detach() for b in biases], inner_lr, support_x, query_x)

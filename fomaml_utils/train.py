@@ -36,7 +36,6 @@ from fomaml_utils.cli import positive_float as _positive_float
 from fomaml_utils.cli import positive_int as _positive_int
 from fomaml_utils.evaluation import Evaluation, evaluate
 from fomaml_utils.maml import ALGORITHMS, IMPLEMENTATIONS, meta_gradient, resolve_implementation
-from fomaml_utils.memory import native_stderr_silenced  # noqa: F401  (notebook 03 imports it from here)
 from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.models import ARCHITECTURES, MLP, build_model
 from fomaml_utils.seeding import seed_everything
