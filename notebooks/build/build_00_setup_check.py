@@ -14,7 +14,7 @@ from nbbuild import NotebookBuilder
 
 OUT = Path(__file__).resolve().parents[1] / "00_setup_check.ipynb"
 
-notebook = NotebookBuilder(kernel_display_name="Python 3")
+notebook = NotebookBuilder()
 md, code = notebook.md, notebook.code
 
 md(r"""# 00 · Setup check: MNIST and few-shot tasks

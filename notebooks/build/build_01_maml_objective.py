@@ -14,7 +14,7 @@ from nbbuild import NotebookBuilder
 
 OUT = Path(__file__).resolve().parents[1] / "01_maml_objective.ipynb"
 
-notebook = NotebookBuilder(stable_ids=False)  # random ids, as in its stored notebook
+notebook = NotebookBuilder()
 md, code = notebook.md, notebook.code
 
 

@@ -27,16 +27,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 class NotebookBuilder:
     """Cells in the order they were added, and the notebook (kernel ``python3``) they make.
 
-    ``kernel_display_name`` is the name Jupyter shows for the kernel. With ``stable_ids`` cell ``i`` gets
-    the id ``cell-{i:02d}``, so that rebuilding does not change every cell's id in the diff; without it
-    nbformat draws random ids.
+    Cell ``i`` gets the id ``cell-{i:02d}``, so that rebuilding does not change every cell's id in the diff.
     """
 
-    def __init__(self, *, kernel_display_name: str = "Python 3 (ipykernel)", stable_ids: bool = True) -> None:
-        if not kernel_display_name:
-            raise ValueError("kernel_display_name must be a non-empty string")
-        self.kernel_display_name = kernel_display_name
-        self.stable_ids = stable_ids
+    def __init__(self) -> None:
         self.cells: list[tuple[str, str]] = []  # (kind, source), kind "md" or "code"
 
     def md(self, text: str) -> None:
@@ -50,13 +44,12 @@ class NotebookBuilder:
     def notebook(self) -> nbformat.NotebookNode:
         """The cells so far as a notebook without outputs."""
         nb = new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": self.kernel_display_name,
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                      "language": "python"}
         nb.metadata["language_info"] = {"name": "python"}
         nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in self.cells]
-        if self.stable_ids:
-            for i, cell in enumerate(nb.cells):
-                cell.id = f"cell-{i:02d}"
+        for i, cell in enumerate(nb.cells):
+            cell.id = f"cell-{i:02d}"
         return nb
 
     def write(self, path: Path) -> None:
