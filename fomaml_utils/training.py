@@ -36,7 +36,7 @@ from fomaml_utils.maml import Implementation, check_hyperparameters, meta_gradie
 from fomaml_utils.models import head_name
 from fomaml_utils.seeding import seed_everything
 
-__all__ = ["History", "DivergenceError", "meta_train", "check_blowup", "OPTIMIZERS", "SCHEDULES", "BLOWUP_FACTOR"]
+__all__ = ["History", "DivergenceError", "meta_train", "OPTIMIZERS", "SCHEDULES", "BLOWUP_FACTOR"]
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 SCHEDULES: tuple[str, ...] = ("constant", "cosine")
@@ -131,23 +131,6 @@ def _divergence(history: History, iteration: int, problem: str, *, inner_lr: flo
 def _blowup_limit(ways: int) -> float:
     """The largest cross-entropy query loss a healthy ``ways``-way run reaches: ``BLOWUP_FACTOR × ln(ways)``."""
     return BLOWUP_FACTOR * math.log(ways)
-
-
-def check_blowup(history: History, ways: int) -> None:
-    """Raise ``DivergenceError`` if a classification ``history`` has a query loss above ``BLOWUP_FACTOR × ln(ways)``.
-
-    ``meta_train`` applies this rule at every step and stops at once; use this function for a history
-    from elsewhere (a checkpoint, an older run). The error names the iteration of the largest loss.
-    """
-    if not history.query_loss:
-        return
-    limit = _blowup_limit(ways)
-    worst = max(range(len(history.query_loss)), key=history.query_loss.__getitem__)
-    if history.query_loss[worst] > limit:
-        raise DivergenceError(
-            f"meta-training diverged: the query loss reached {history.query_loss[worst]:.2g} at iteration "
-            f"{history.iteration[worst]} (chance level is {math.log(ways):.2f}, the limit {limit:.1f}); "
-            "the inner or meta learning rate is too large", history)
 
 
 def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_lr: float, meta_lr: float,

@@ -11,7 +11,7 @@ import torch
 from fomaml_utils.maml import meta_gradient
 from fomaml_utils.models import MLP
 from fomaml_utils.taskbatch import TaskBatch
-from fomaml_utils.training import BLOWUP_FACTOR, DivergenceError, History, check_blowup, meta_train
+from fomaml_utils.training import BLOWUP_FACTOR, DivergenceError, History, meta_train
 from test_evaluation import ToySampler  # tests/ is on sys.path under pytest's default import mode
 
 
@@ -177,15 +177,6 @@ def test_regression_losses_above_the_classification_limit_do_not_stop_training()
                          **(SMALL | {"inner_lr": 0.001}))
     assert history.iteration == [1, 2, 3]
     assert min(history.query_loss) > BLOWUP_FACTOR * math.log(5)  # would stop a 5-way classification run
-
-
-def test_check_blowup_passes_a_healthy_history_and_names_the_iteration_of_a_blown_up_one():
-    healthy = History(iteration=[1, 2, 3], query_loss=[1.6, 2.9, 1.2])
-    check_blowup(healthy, ways=5)
-    blown = History(iteration=[1, 2, 3], query_loss=[1.6, 5e5, 1.609])  # finite, back at chance
-    with pytest.raises(DivergenceError, match="iteration 2") as info:
-        check_blowup(blown, ways=5)
-    assert info.value.history is blown
 
 
 @pytest.mark.parametrize(("kwargs", "argument"), [
