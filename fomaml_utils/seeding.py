@@ -17,8 +17,8 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
     implementation rather than silently giving run-to-run differences.
 
     ``threads`` fixes torch's intra-op thread count. Results depend on it (it changes the order of
-    floating-point sums, and meta-training amplifies such differences), so the notebooks fix it to
-    the 2 threads their stored outputs were made with. ``None`` leaves it as it is.
+    floating-point sums, and meta-training amplifies such differences), so the notebooks fix it (to one
+    thread). ``None`` leaves it as it is.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")

@@ -1,0 +1,31 @@
+"""The portability probe: deterministic under one setting, and the settings replace only the numeric variables."""
+
+from __future__ import annotations
+
+from fomaml_utils import portability
+
+
+def test_the_probe_gives_the_same_hash_twice_under_one_setting():
+    first = portability.probe_hash(iterations=5)
+    assert first == portability.probe_hash(iterations=5)
+    assert len(first) == 16 and int(first, 16) >= 0
+
+
+def test_the_probe_depends_on_the_weights_it_hashes():
+    assert portability.probe_hash(iterations=5) != portability.probe_hash(iterations=6)
+
+
+def test_a_setting_sets_its_variables_and_removes_the_others(monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("SOMETHING_ELSE", "kept")
+    own = portability.setting_environment("as installed")
+    assert "MKL_CBWR" not in own and "ATEN_CPU_CAPABILITY" not in own and own["SOMETHING_ELSE"] == "kept"
+    scalar = portability.setting_environment("ATEN_CPU_CAPABILITY=default")
+    assert scalar["ATEN_CPU_CAPABILITY"] == "default" and "MKL_CBWR" not in scalar
+
+
+def test_there_are_at_least_three_settings_and_the_first_is_the_machines_own():
+    assert len(portability.SETTINGS) >= 3
+    assert list(portability.SETTINGS.values())[0] == {}
+    assert all(set(env) <= set(portability.NUMERIC_VARIABLES) for env in portability.SETTINGS.values())
