@@ -8,10 +8,18 @@ event loop, and with it notebook 03's ``interact`` cell never got its reply in t
 ran the same notebook through three times out of three. Run from anywhere::
 
     .venv/bin/python notebooks/build/execute.py notebooks/01_maml_objective.ipynb ...
+
+Afterwards it names the code cells whose output *as the tests compare it* differs from the committed
+notebook's (cells matched by id): text outputs after ``nbval-sanitize.cfg`` (the digits of ≈ figures
+masked), without images, as nbval compares them. Re-running on another machine should name none; after
+an edit, the cells the edit changed. The file itself also changes where ≈ figures and plots differ in
+their last digits: those are not compared.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,15 +27,63 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError
+from nbval.plugin import get_sanitize_patterns
 
 CELL_TIMEOUT = 300
 """Seconds a cell may run; the slowest cell of the series takes under a minute on 2 cores."""
 ATTEMPTS = 3
 """Runs, each from a fresh kernel, before a cell that exceeds ``CELL_TIMEOUT`` is an error."""
+SANITIZER = Path(__file__).resolve().parents[2] / "nbval-sanitize.cfg"
+NOT_COMPARED = ("image/png", "image/jpeg", "application/vnd.jupyter.widget-view+json")
+"""Output types nbval 0.11 leaves out of its comparison (besides metadata, execution counts and tracebacks)."""
+
+
+def compared_outputs(nb) -> list[tuple[str, str | None]]:
+    """Per code cell, ``(cell id, its outputs as the tests compare them)``; ``None`` for ignored cells."""
+    patterns = get_sanitize_patterns(SANITIZER.read_text())
+    compared = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if "NBVAL_IGNORE_OUTPUT" in cell.source:
+            compared.append((cell.get("id"), None))
+            continue
+        text = ""
+        for out in cell.get("outputs", []):
+            parts = [out.get("text", ""), out.get("ename", ""), out.get("evalue", "")]
+            parts += [v for k, v in sorted(out.get("data", {}).items()) if k not in NOT_COMPARED]
+            text += "\x00".join(p if isinstance(p, str) else "".join(p) for p in parts)
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        compared.append((cell.get("id"), text))
+    return compared
+
+
+def committed(path: Path):
+    """The notebook as last committed to git (its stored outputs), or as it is on disk if git has none."""
+    try:
+        result = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True,
+                                text=True, check=False)
+    except OSError:  # no git
+        return nbformat.read(path, as_version=4)
+    return nbformat.reads(result.stdout, as_version=4) if result.returncode == 0 else nbformat.read(path, 4)
+
+
+def report_changes(path: Path, before, after) -> None:
+    """Print the code cells (numbered from 0, as nbval does) whose compared output differs from ``before``."""
+    old = dict(compared_outputs(before))
+    changed = [i for i, (cell_id, text) in enumerate(compared_outputs(after))
+               if cell_id not in old or old[cell_id] != text]
+    print(f"{path}: compared output differs from the committed notebook in code cells {changed}" if changed
+          else f"{path}: no compared output differs from the committed notebook")
 
 
 def execute(path: Path) -> float:
-    """Execute the notebook at ``path`` in its own folder with the ``python3`` kernel; return seconds."""
+    """Execute the notebook at ``path`` in its own folder with the ``python3`` kernel; return seconds.
+
+    Prints the code cells whose compared output differs from the committed notebook's.
+    """
+    before = committed(path)
     for attempt in range(1, ATTEMPTS + 1):
         nb = nbformat.read(path, as_version=4)
         nb.metadata.pop("widgets", None)
@@ -46,7 +102,9 @@ def execute(path: Path) -> float:
     # Widget state is needed while widgets draw (nbclient fails on interact cells without it), not in the file.
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    report_changes(path, before, nb)
+    return seconds
 
 
 if __name__ == "__main__":
