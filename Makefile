@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data
 
-.PHONY: setup data lab test outputs bench clean
+.PHONY: setup data lab test portability outputs bench clean
 
 setup: $(STAMP) data
 
@@ -24,11 +24,19 @@ $(STAMP): pyproject.toml constraints.txt
 data: $(STAMP)
 	$(PY) -m fomaml_utils.mnist --root $(DATA)
 
+# --allow-root: containers and course servers often run as root, where JupyterLab otherwise refuses to start.
 lab: setup
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=notebooks --allow-root
 
+# Unit tests and nbval over every notebook, then the portability check.
 test: setup
 	$(PY) -m pytest
+	$(PY) -m fomaml_utils.portability --notebooks
+
+# The notebooks again under numeric settings that change float results as another CPU would, after a probe
+# that shows each setting does change them here (fomaml_utils/portability.py).
+portability: setup
+	$(PY) -m fomaml_utils.portability --notebooks
 
 # Re-execute every notebook in place: the stored outputs that nbval compares against.
 outputs: setup
