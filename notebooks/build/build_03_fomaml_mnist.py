@@ -278,14 +278,14 @@ ax.set(title="Two live FOMAML runs, 5-way 1-shot unseen-digits", xlabel="meta-st
 ax.grid(alpha=0.3)
 ax.legend(fontsize=7, loc="lower right")
 plt.show()
-# Validation accuracy (%) at the start and at the end: the middle of the range under six numeric settings
-# (notebooks/build/spread-03_fomaml_mnist.md), ± 0.3 points, three times the largest half-range (0.1).
-LIVE = {False: (64.8, 77.4), True: (65.6, 80.35)}
+# Validation accuracy (%) at the start and at the end: the middle of the range on seven runs (six numeric
+# settings on an AMD CPU, one Intel CPU; notebooks/build/tolerances.md), ± three times the largest half-range (0.15).
+LIVE = {False: (64.8, 77.35), True: (65.6, 80.35)}
 for zero_head, name in HEADS.items():
     h = live_histories[zero_head]
     print(f"{name:36} meta-validation accuracy "
-          f"{approx(100 * h.val_accuracy[0], LIVE[zero_head][0], 0.3, fmt='.1f', unit=' %')} at the start, "
-          f"{approx(100 * h.val_accuracy[-1], LIVE[zero_head][1], 0.3, fmt='.1f', unit=' %')} "
+          f"{approx(100 * h.val_accuracy[0], LIVE[zero_head][0], 0.45, fmt='.1f', unit=' %')} at the start, "
+          f"{approx(100 * h.val_accuracy[-1], LIVE[zero_head][1], 0.45, fmt='.1f', unit=' %')} "
           f"after {h.iteration[-1]} meta-steps")
 """)
 
@@ -362,9 +362,8 @@ print(f"pretrained network: {pretrained_body.layers[-1].out_features} outputs (o
 
 code(r"""
 METHODS = {**META, "random": "Random init + fine-tune", "pretrained": "Pretrained + fresh head"}
-# Accuracy (%) after 10 steps: the middle of the range under six numeric settings. Their half-ranges are at most
-# 0.05 points (near-ties among 75,000 queries; the pretrained network is trained here); we allow the live run's
-# ± 0.3 points, which also covers the 0.1 seen between an Intel and an AMD machine.
+# Accuracy (%) after 10 steps: the middle of the range on seven runs. Their half-ranges are at most 0.05 points
+# (near-ties among 75,000 queries; the pretrained network is trained here): ± 0.3 points, three in the last digit.
 ACCURACY = {1: dict(zip(METHODS, (77.9, 80.9, 79.5, 70.1, 65.0, 73.85))),
             5: dict(zip(METHODS, (88.9, 91.1, 91.3, 89.0, 85.4, 90.05)))}
 results = {}
@@ -561,7 +560,7 @@ narrow_results = {
     "Random init + fine-tune": evaluate(models["random", 1], test_sampler(1, "unseen-digits-5"), inner_lr=0.1,
                                         **EVAL),
 }
-NARROW = {"FOMAML trained on digits 0–4": 49.2, "Random init + fine-tune": 51.5}  # ± 0.3 points, as above
+NARROW = {"FOMAML trained on digits 0–4": 49.2, "Random init + fine-tune": 51.5}  # equal on seven runs: ± 0.3 points
 for name, ev in narrow_results.items():
     print(f"unseen-digits-5, 5-way 1-shot, {name:30} "
           f"{approx(100 * ev.mean[-1], NARROW[name], 0.3, fmt='.1f', unit=' %', ci=100 * ev.ci95[-1])}")

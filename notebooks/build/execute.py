@@ -48,11 +48,21 @@ def compared_outputs(nb) -> list[tuple[str, str | None]]:
         if "NBVAL_IGNORE_OUTPUT" in cell.source:
             compared.append((cell.get("id"), None))
             continue
-        text = ""
+        pieces, last_stream = [], None
         for out in cell.get("outputs", []):
-            parts = [out.get("text", ""), out.get("ename", ""), out.get("evalue", "")]
-            parts += [v for k, v in sorted(out.get("data", {}).items()) if k not in NOT_COMPARED]
-            text += "\x00".join(p if isinstance(p, str) else "".join(p) for p in parts)
+            if out.output_type == "stream":
+                if out.name == last_stream:  # the kernel splits a stream into messages as timing has it
+                    pieces[-1] += out.text
+                else:
+                    pieces.append(f"{out.name}: {out.text}")
+                last_stream = out.name
+                continue
+            last_stream = None
+            parts = [out.get("ename", ""), out.get("evalue", "")]
+            parts += [v if isinstance(v, str) else "".join(v)
+                      for k, v in sorted(out.get("data", {}).items()) if k not in NOT_COMPARED]
+            pieces.append("\x00".join(parts))
+        text = "\x01".join(pieces)
         for regex, replace in patterns:
             text = re.sub(regex, replace, text)
         compared.append((cell.get("id"), text))
