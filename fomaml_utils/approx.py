@@ -1,4 +1,4 @@
-r"""Figures that differ a little from machine to machine: printed with a mark, checked against a tolerance.
+r"""Figures that differ from machine to machine: printed with a mark, checked against a tolerance.
 
 Two CPUs round the same float computation differently in the last bits, and meta-training amplifies
 such differences: after a few hundred meta-steps the weights, and every figure computed from them, differ
@@ -12,9 +12,9 @@ The mark ``≈`` tells the reader that the last digits vary between machines. Th
 the digits after a ``≈`` (``nbval-sanitize.cfg``) and compare everything else character for character. So
 that the mask hides no real change, ``approx`` checks the value: outside ``expected ± tol`` (or not finite)
 it prints the figure without the mark and the expected range beside it, ``0.620 (expected 0.480 ± 0.05)``,
-which the tests do not mask, so the notebook check fails and shows both numbers. Each tolerance is stated beside the call with the measured spread it
-comes from (over the numeric settings of ``fomaml_utils.portability`` and the machines the outputs were
-made on).
+which the tests do not mask, so the notebook check fails and shows both numbers. Each tolerance is stated
+beside the call with the measured spread it comes from (``notebooks/build/tolerances.md``: numeric settings
+that change float bits as another CPU would, and the machines the outputs were made on).
 """
 
 from __future__ import annotations
