@@ -10,7 +10,7 @@ ran the same notebook through three times out of three. Run from anywhere::
     .venv/bin/python notebooks/build/execute.py notebooks/01_maml_objective.ipynb ...
 
 Afterwards it names the code cells whose output *as the tests compare it* differs from the committed
-notebook's (cells matched by id): text outputs after ``nbval-sanitize.cfg`` (the digits of ≈ figures
+notebook's (cells matched by their code): text outputs after ``nbval-sanitize.cfg`` (the digits of ≈ figures
 masked), without images, as nbval compares them. Re-running on another machine should name none; after
 an edit, the cells the edit changed. Streams are stored joined and widget views get ids made from their
 cell's id, so the file itself changes only where ≈ figures and plots differ in their last digits (not
@@ -20,6 +20,7 @@ compared) and where an edit changed something.
 from __future__ import annotations
 
 import hashlib
+import queue
 import re
 import subprocess
 import sys
@@ -41,14 +42,14 @@ NOT_COMPARED = ("image/png", "image/jpeg", "application/vnd.jupyter.widget-view+
 
 
 def compared_outputs(nb) -> list[tuple[str, str | None]]:
-    """Per code cell, ``(cell id, its outputs as the tests compare them)``; ``None`` for ignored cells."""
+    """Per code cell, ``(its source, its outputs as the tests compare them)``; ``None`` for ignored cells."""
     patterns = get_sanitize_patterns(SANITIZER.read_text())
     compared = []
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         if "NBVAL_IGNORE_OUTPUT" in cell.source:
-            compared.append((cell.get("id"), None))
+            compared.append((cell.source, None))
             continue
         pieces, last_stream = [], None
         for out in cell.get("outputs", []):
@@ -67,7 +68,7 @@ def compared_outputs(nb) -> list[tuple[str, str | None]]:
         text = "\x01".join(pieces)
         for regex, replace in patterns:
             text = re.sub(regex, replace, text)
-        compared.append((cell.get("id"), text))
+        compared.append((cell.source, text))
     return compared
 
 
@@ -83,9 +84,11 @@ def committed(path: Path):
 
 def report_changes(path: Path, before, after) -> None:
     """Print the code cells (numbered from 0, as nbval does) whose compared output differs from ``before``."""
-    old = dict(compared_outputs(before))
-    changed = [i for i, (cell_id, text) in enumerate(compared_outputs(after))
-               if cell_id not in old or old[cell_id] != text]
+    old: dict[str, list] = {}
+    for source, text in compared_outputs(before):
+        old.setdefault(source, []).append(text)
+    changed = [i for i, (source, text) in enumerate(compared_outputs(after))
+               if text != (old[source].pop(0) if old.get(source) else "(a new or edited cell)")]
     print(f"{path}: compared output differs from the committed notebook in code cells {changed}" if changed
           else f"{path}: no compared output differs from the committed notebook")
 
@@ -98,6 +101,35 @@ def stable_widget_ids(nb) -> None:
             view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
             if view is not None:
                 view["model_id"] = hashlib.sha256(f"{cell.get('id')}/{i}".encode()).hexdigest()[:32]
+
+
+class ShortPollClient(NotebookClient):
+    """A ``NotebookClient`` whose channels wait for a message at most a second at a time.
+
+    Seen here several times at an ``interact`` cell: the kernel idle, its reply sent, and the executor still
+    waiting until the cell timeout ran out, then carrying on with that reply (``executed in 331 s``, no error).
+    An asyncio poll had missed the wake-up for a message that was already there; a new poll finds it at once.
+    """
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        for channel in (kc.shell_channel, kc.iopub_channel):
+            channel.get_msg = _in_short_polls(channel.get_msg)
+        return kc
+
+
+def _in_short_polls(get_msg):
+    """``get_msg`` that polls for at most a second at a time until its own timeout (or forever) runs out."""
+    async def get_msg_in_short_polls(timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+            try:
+                return await get_msg(timeout=left)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+    return get_msg_in_short_polls
 
 
 def execute(path: Path) -> float:
@@ -113,7 +145,7 @@ def execute(path: Path) -> float:
             cell.metadata.pop("execution", None)
         start = time.perf_counter()
         try:
-            NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", record_timing=False,
+            ShortPollClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", record_timing=False,
                            coalesce_streams=True, resources={"metadata": {"path": str(path.parent)}}).execute()
             break
         except CellTimeoutError:
