@@ -4,7 +4,9 @@ For each task, starting from the meta-learned initialisation θ, take ``inner_st
 on the support set (first order, no graph kept — at test time nothing is backpropagated through the
 adaptation) and record the query score at θ′₀ = θ, θ′₁, …, θ′ₖ: accuracy for classification, mean
 squared error for regression. Scores are averaged over ``num_tasks`` tasks with a 95 % confidence
-interval for the mean, ``1.96 · s / √n`` (normal approximation; ``s`` the sample standard deviation).
+interval for the mean, ``t · s / √n`` (``s`` the sample standard deviation, ``t`` the 97.5 % quantile of
+Student's t with ``n − 1`` degrees of freedom: 2.045 for 30 tasks, 1.962 for 1,000). The interval is over
+test tasks only: it leaves out the spread over training seeds.
 
 Usage::
 
@@ -15,7 +17,9 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -38,11 +42,41 @@ class TaskSampler(Protocol):
     def sample(self, num_tasks: int) -> TaskBatch: ...
 
 
+@functools.lru_cache(maxsize=None)
+def student_t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (0.5 < p < 1) of Student's t distribution with ``df`` degrees of freedom.
+
+    Newton's method on the distribution function, itself Simpson's rule over the density in float64:
+    accurate to about 1e-9 (12.7062 for p = 0.975, df = 1; 2.0452 for df = 29; the normal 1.9600 as df grows).
+    """
+    if not 0.5 < p < 1 or df < 1:
+        raise ValueError(f"need 0.5 < p < 1 and df >= 1, got p={p!r}, df={df!r}")
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def density(x: torch.Tensor | float):
+        return torch.exp(log_norm - (df + 1) / 2 * torch.log1p(torch.as_tensor(x, dtype=torch.float64) ** 2 / df))
+
+    def cdf(t: float) -> float:
+        x = torch.linspace(0.0, t, 4001, dtype=torch.float64)  # Simpson's rule on 4,000 intervals
+        w = torch.ones_like(x)
+        w[1:-1:2], w[2:-1:2] = 4.0, 2.0
+        return 0.5 + (t / 4000 / 3) * float((w * density(x)).sum())
+
+    t = statistics.NormalDist().inv_cdf(p)
+    for _ in range(100):
+        step = (cdf(t) - p) / float(density(t))
+        t -= step
+        if abs(step) < 1e-12 * max(1.0, t):
+            break
+    return t
+
+
 def mean_confidence_interval(values: Sequence[float] | torch.Tensor) -> tuple[float, float]:
     """``(mean, half_width)`` of a 95 % confidence interval for the mean of ``values``.
 
-    ``half_width = 1.96 · s / √n`` with ``s`` the sample standard deviation (``n − 1`` in the
-    denominator). With a single value the half-width is ``nan`` (the spread is unknown).
+    ``half_width = t · s / √n`` with ``s`` the sample standard deviation (``n − 1`` in the denominator) and
+    ``t`` Student's 97.5 % quantile with ``n − 1`` degrees of freedom (the normal 1.96 is too narrow for
+    few values: 2.045 for 30). With a single value the half-width is ``nan`` (the spread is unknown).
     """
     values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
     n = values.numel()
@@ -51,7 +85,7 @@ def mean_confidence_interval(values: Sequence[float] | torch.Tensor) -> tuple[fl
     mean = values.mean().item()
     if n == 1:
         return mean, math.nan
-    return mean, 1.96 * values.std(correction=1).item() / math.sqrt(n)
+    return mean, student_t_quantile(0.975, n - 1) * values.std(correction=1).item() / math.sqrt(n)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fomaml_utils import evaluation
-from fomaml_utils.evaluation import Evaluation, evaluate, mean_confidence_interval
+from fomaml_utils.evaluation import Evaluation, evaluate, mean_confidence_interval, student_t_quantile
 from fomaml_utils.maml import adapt
 from fomaml_utils.models import MLP, ConvNet
 from fomaml_utils.taskbatch import TaskBatch
@@ -40,10 +40,10 @@ class ToySampler:
         return TaskBatch(*draw(self.shots), *draw(self.queries))
 
 
-def test_confidence_interval_is_1_96_sample_std_over_sqrt_n():
+def test_confidence_interval_is_students_t_times_sample_std_over_sqrt_n():
     mean, half_width = mean_confidence_interval([1.0, 2.0, 3.0, 4.0])
     assert mean == 2.5
-    assert half_width == pytest.approx(1.96 * math.sqrt(5 / 3) / 2)
+    assert half_width == pytest.approx(3.182446 * math.sqrt(5 / 3) / 2)  # t(0.975, 3 degrees of freedom)
     assert mean_confidence_interval(torch.full((10,), 0.7)) == pytest.approx((0.7, 0.0))
     assert math.isnan(mean_confidence_interval([0.3])[1])
     with pytest.raises(ValueError, match="values"):
@@ -162,3 +162,15 @@ def test_lowrank_evaluation_of_a_convnet_raises_value_error_naming_the_model():
     with pytest.raises(ValueError, match="model must be a fomaml_utils.models.MLP"):
         evaluate(ConvNet(3, channels=4, blocks=2, image_size=12), ToySampler(shape=(1, 12, 12)), inner_lr=0.1,
                  inner_steps=1, num_tasks=2, implementation="lowrank")
+
+
+@pytest.mark.parametrize("df, quantile", [(1, 12.706205), (2, 4.302653), (5, 2.570582), (29, 2.045230),
+                                          (999, 1.962341), (10**7, 1.959964)])
+def test_student_t_quantile_matches_the_published_table(df, quantile):
+    assert student_t_quantile(0.975, df) == pytest.approx(quantile, abs=2e-6)
+
+
+@pytest.mark.parametrize("p, df", [(0.5, 3), (1.0, 3), (0.975, 0)])
+def test_student_t_quantile_rejects_a_probability_or_degrees_outside_its_range(p, df):
+    with pytest.raises(ValueError, match="need 0.5 < p < 1"):
+        student_t_quantile(p, df)
