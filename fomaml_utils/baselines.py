@@ -14,8 +14,8 @@ Meta-learning has to beat the obvious alternative. Here it is:
 
 With a zero head, every class starts with the same logit, and the first SGD step on the head alone
 sets row :math:`c` of the head's weight to :math:`\tfrac{\alpha}{n}\sum_{i}(\mathbb 1[y_i=c]-\tfrac1N)\,h(x_i)`
-(:math:`h` the penultimate features): a nearest-class-mean classifier on the pretrained features,
-a strong start. A random head starts from arbitrary logits that the few support examples must undo.
+(:math:`h` the penultimate features): logits are dot products with the class means of the support
+features (a nearest-class-mean classifier would also subtract :math:`\tfrac12\lVert\mu_c\rVert^2`), a strong start. A random head starts from arbitrary logits that the few support examples must undo.
 
 Usage::
 

@@ -15,10 +15,12 @@ large step sizes (say α = 10, β = 1) the loss shoots up by many orders of magn
 back to exactly chance level, ln(ways), with every ReLU dead: finite numbers, nothing learned.
 
 ``zero_head=True`` keeps the output layer at zero instead of meta-learning it (the "zeroing trick"
-of Kao et al. 2022): task labels are assigned at random, so a learned head can only hold a guess
-that is wrong for most label orders, while a zero head starts every class equal and its first inner
-step makes each class's row proportional to the mean features of that class's support images minus
-the mean over all of them (a nearest-class-mean classifier).
+of Kao et al. 2022): task labels are assigned at random, so a learned head can at best treat all labels
+alike and in practice holds a guess the inner loop must undo, while a zero head starts every class equal
+and its first inner step makes each class's row proportional to the mean features of that class's
+support images minus the mean over all of them: logits are dot products with the class means
+(nearest-class-mean would also subtract half each mean's squared norm). That step changes only the head:
+at W = 0 no gradient reaches the layers below.
 """
 
 from __future__ import annotations

@@ -150,8 +150,10 @@ fig = plot_task(tasks, classes=sampler.task_classes(class_idx[0]),
                 title='Split "unseen-digits-5", part train: a 5-way 1-shot task')""")
 
 md(r"""The five classes are digits 0–4, as in every task of this part: only the labels and the
-images change from task to task. A meta-learner can then simply memorise the five digits instead of
-learning to adapt, which is why this split transfers poorly to digits 5–9; we keep it as a warning.
+images change from task to task. Labels are shuffled, so no fixed classifier can score above chance, but a
+meta-learner can learn features for exactly these five digits and let the inner loop map them to the labels,
+instead of learning to adapt to new digits; that is why this split transfers poorly to digits 5–9. We keep it
+as a warning.
 
 Sampling costs little next to meta-training, which handles on the order of a thousand tasks per
 second (the numbers vary from machine to machine):""")
@@ -180,7 +182,12 @@ md(r"""## What we saw, and what comes next
 
 **Next: notebook 01, the MAML objective.** We write down what it means to learn an initialisation
 $\theta$ that adapts well in a few gradient steps, and compute its gradient exactly on a problem
-small enough to check by hand.""")
+small enough to check by hand.
+
+**References**
+
+- LeCun, Y., Bottou, L., Bengio, Y. and Haffner, P. (1998). *Gradient-Based Learning Applied to Document Recognition*. Proceedings of the IEEE 86(11). (MNIST.)
+- Finn, C., Abbeel, P. and Levine, S. (2017). *Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks*. ICML 2017. (Section 5.2 introduces the first-order approximation.)""")
 
 
 if __name__ == "__main__":

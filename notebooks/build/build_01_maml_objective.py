@@ -140,9 +140,12 @@ md(r"""
 **What this costs.** $H_j$ is a $p \times p$ matrix for $p$ parameters, far too big to form for a network. We
 never need it, only its product with a vector. Walking back from $v = \nabla L_Q(\theta')$,
 
-$$v \leftarrow v - \alpha\, H_j v \quad (j = k-1, \dots, 0), \qquad H_j v = \nabla_\theta\bigl(\nabla L_S(\theta^{(j)})^\top v\bigr),$$
+$$v \leftarrow v - \alpha\, H_j v \quad (j = k-1, \dots, 0), \qquad
+H_j v = \nabla_{\phi}\bigl(\nabla L_S(\phi)^\top v\bigr)\Big|_{\phi = \theta^{(j)}} \ \text{with } v \text{ held constant},$$
 
-and the last identity (Pearlmutter's trick) says a **Hessian-vector product** is one more backward pass,
+the gradient taken with respect to the iterate $\theta^{(j)}$ itself, not through it back to $\theta$ (that
+walk back is what the loop over $j$ does). The last identity (Pearlmutter, "Fast exact multiplication by the
+Hessian", 1994) says a **Hessian-vector product** is one more backward pass,
 through the graph that computed the gradient $\nabla L_S(\theta^{(j)})$. Autograd does exactly this when the
 inner gradients are taken with `create_graph=True`. The price: the graphs of *all* $k$ inner steps must stay
 in memory until the meta-backward pass reaches them, so memory grows with $k$, and each step costs roughly
@@ -303,10 +306,10 @@ for name, start in [("MAML optimum ", theta_star), ("joint optimum", joint)]:
 """)
 
 md(r"""
-With $\alpha = 0$ the steep tasks dominate each coordinate (0.74 of the weight along $\theta_1$ is task 1's).
-After one step of $\alpha = 0.2$ task 1's share along $\theta_1$ drops to 0.14, and after five steps it is
-gone: five steps fit task 1's steep direction from anywhere. Starting from $\theta^*$ instead of the joint
-optimum roughly halves the loss after one step of adaptation (2.508 against 4.808).
+With $\alpha = 0$ the steep tasks dominate each coordinate (first line: along $\theta_1$ most of the weight is
+task 1's). After one step of $\alpha = 0.2$ task 1's share along $\theta_1$ drops sharply, and after five steps
+it is gone: five steps fit task 1's steep direction from anywhere. Starting from $\theta^*$ instead of the joint
+optimum roughly halves the loss after one step of adaptation (the last two lines).
 
 ### Sliders: move $\alpha$ and $k$
 
@@ -446,14 +449,14 @@ print(f"\nsecond order keeps {per_step / 1e3:.1f} kB more per inner step; first 
 
 md(r"""
 First-order memory is flat in $k$: only the query pass's graph is alive at the end. Second-order memory
-grows linearly, by about 10.5 kB per inner step. That is small here for a specific reason: the first layer's
-weight matrix (784 × 256, 0.8 MB) is never saved, because its input, the image, needs no gradient. What each
+grows linearly, by the amount per inner step printed above. That is small here for a specific reason: the first
+layer's weight matrix (784 × 256, 0.8 MB) is never saved, because its input, the image, needs no gradient. What each
 step keeps is the support batch's hidden activations (5 × 256 numbers) and that step's copy of the output
 layer (256 × 5 weights), plus a few small tensors. Per step the cost is one forward-and-backward's worth of
 activations, so for a convolutional network on 20-way 5-shot tasks it is megabytes per step, and it is
 multiplied by the meta-batch size.
 
-The time cost, measured on this machine (the numbers change from run to run, so they are not checked):
+The time cost, measured on this machine (the numbers change from run to run and from machine to machine):
 """)
 
 code(r"""
@@ -469,7 +472,7 @@ for k in (1, 10):
 
 md(r"""
 Each inner step of the second-order gradient does one more backward pass (the Hessian-vector product) than
-the first-order one, so it takes a few times longer, and the gap widens with $k$.
+the first-order one, so it takes longer, and the ratio printed above grows with $k$.
 
 ## What we saw, and what comes next
 
@@ -494,6 +497,11 @@ and the code is an ordinary gradient computation. The Hessian term was not small
 question is not whether the approximation changes the gradient (it does) but whether the meta-learning still
 works. That is **first-order MAML (FOMAML)**. Notebook
 `02_first_order_maml.ipynb` derives it and writes it from scratch, and measures when the approximation is good.
+
+**References**
+
+- Finn, C., Abbeel, P. and Levine, S. (2017). *Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks*. ICML 2017. (Section 5.2 introduces the first-order approximation.)
+- Pearlmutter, B. A. (1994). *Fast Exact Multiplication by the Hessian*. Neural Computation 6(1), 147–160.
 """)
 
 

@@ -35,14 +35,14 @@ md(r"""
   applied to the initial weights.
 - How to write FOMAML in a few lines of plain PyTorch (`torch.autograd.grad`, no helper package), and check it
   against `fomaml_utils` to $10^{-6}$.
-- **Reptile**, FOMAML's sibling (move $\theta$ towards $\theta'$), and why, to first order in $\alpha$, MAML, FOMAML and
-  Reptile all follow the same two forces: joint training, plus a push towards weights where gradients of
-  different batches of the same task agree.
+- **Reptile**, FOMAML's sibling (move $\theta$ towards $\theta'$), and how, to first order in $\alpha$, MAML, FOMAML and
+  Reptile combine the same two terms with different weights: joint training, and a push towards weights where
+  gradients of different batches of the same task agree. Different weights mean different end points.
 - *When* the first-order approximation is good: on a real network we measure the angle and the relative
   error between the MAML and FOMAML meta-gradients as $\alpha$ and $k$ vary.
-- The MAML paper's sinusoid experiment: MAML, FOMAML, Reptile and a pretrained baseline, compared by the error
-  after $0, 1, \dots, 10$ gradient steps on new tasks, by fitted curves, and by time and memory per meta-step;
-  then sliders to try any task yourself.
+- The MAML paper's sinusoid experiment: MAML, FOMAML, Reptile and a pretrained baseline (one network fitted to
+  all tasks at once), compared by the error after $0, 1, \dots, 10$ gradient steps on new tasks, by fitted
+  curves, and by time and memory per meta-step; then sliders to try any task yourself.
 
 **Before you start:** notebook `01_maml_objective.ipynb` (the MAML objective, the exact meta-gradient with its
 $(I - \alpha H_j)$ factors, and what they cost).
@@ -94,8 +94,8 @@ and derived the exact gradient of the query loss after adaptation by the chain r
 $$\nabla_\theta L_Q(\theta') = (I-\alpha H_0)(I-\alpha H_1)\cdots(I-\alpha H_{k-1})\;\nabla L_Q(\theta'),
 \qquad H_j = \nabla^2 L_S\bigl(\theta^{(j)}\bigr).$$
 
-Every factor is the identity minus $\alpha$ times a Hessian. **First-order MAML** replaces each factor by the
-identity — as if $\partial\theta'/\partial\theta = I$:
+Every factor is the identity minus $\alpha$ times a Hessian. **First-order MAML** (proposed with MAML itself,
+Finn, Abbeel and Levine 2017, section 5.2) replaces each factor by the identity — as if $\partial\theta'/\partial\theta = I$:
 
 $$g_{\text{FOMAML}} = \nabla L_Q(\theta') .$$
 
@@ -116,8 +116,8 @@ after the same inner loop, it moves $\theta$ a fraction $\beta$ (`meta_lr`) of t
 
 $$\theta \leftarrow \theta + \beta\,(\theta' - \theta), \qquad\text{i.e. its "meta-gradient" is}\quad g_{\text{Reptile}} = \theta - \theta' = \alpha \sum_{j=0}^{k-1} \nabla L_S\bigl(\theta^{(j)}\bigr),$$
 
-the sum of *all* inner gradients rather than FOMAML's last one on fresh data. Section 5 shows why these two
-end up learning the same kind of thing.
+the sum of *all* inner gradients rather than FOMAML's last one on fresh data. Section 5 compares what the three
+updates do, to first order in $\alpha$.
 """)
 
 # ------------------------------------------------------------------------------------------ sinusoids
@@ -351,15 +351,31 @@ plot_agreement(random_table, "random initialisation")
 """)
 
 md(r"""
-With one step of $\alpha = 0.001$ the two gradients point the same way (cosine 1.000) and differ by 2 %. The
-error grows in proportion to $\alpha$ and to $k$, as the expansion $-\alpha\sum_j H_j \nabla L_Q(\theta')$
-predicts: while $\alpha k$ is small the relative error is close to $20\,\alpha k$ (0.02, 0.18, 0.20 for
-$\alpha k$ = 0.001, 0.01, 0.01), so on these tasks the support Hessians act on the query gradient with a
-typical scale of about 20, and the right panel's lines are parallel, spaced by the factor $k$. At the paper's
-setting, one step of $\alpha = 0.01$, FOMAML keeps the direction (cosine 0.993) and misses a fifth of the
-length. Once $\alpha k$ reaches 0.1 the error is as large as the gradient itself, and the first-order gradient
-is a different vector. Whether that matters for *learning* is a separate question; the experiments below
-answer it.
+What the table says, in words written by code from the table's own numbers:
+""")
+
+code(r"""
+from IPython.display import Markdown, display
+
+def entry(inner_lr, k):  # (cosine, relative error) at random initialisation
+    return random_table[k][INNER_LRS.index(inner_lr)]
+
+small, paper = entry(0.001, 1), entry(0.01, 1)
+per_alpha_k = {(lr, k): entry(lr, k)[1] / (lr * k) for lr, k in ((0.001, 1), (0.001, 10), (0.01, 1))}
+display(Markdown(
+    f"With one step of $\\alpha = 0.001$ the two gradients point the same way (cosine {small[0]:.3f}) and differ "
+    f"by {100 * small[1]:.0f} %. While $\\alpha k$ is small, the relative error divided by $\\alpha k$ stays near "
+    + ", ".join(f"{v:.0f} ($\\alpha = {lr:g}, k = {k}$)" for (lr, k), v in per_alpha_k.items())
+    + f". At the paper's setting, one step of $\\alpha = 0.01$, FOMAML keeps the direction (cosine {paper[0]:.3f}) "
+    f"and differs from the exact gradient by {100 * paper[1]:.0f} % of its length."))
+""")
+
+md(r"""
+The error grows in proportion to $\alpha$ and to $k$, as the expansion $-\alpha\sum_j H_j \nabla L_Q(\theta')$
+predicts: on these tasks the support Hessians act on the query gradient with a typical scale of about 20 (the
+ratios above), and the right panel's lines are parallel, spaced by the factor $k$. Once $\alpha k$ reaches 0.1
+the error is about as large as the gradient itself, and the first-order gradient is a different vector.
+Whether that matters for *learning* is a separate question; the experiments below answer it.
 """)
 
 # ---------------------------------------------------------------------------------- Reptile analysis
@@ -383,10 +399,11 @@ Putting this into the three updates (Reptile's divided by $\alpha$, so that all 
 | FOMAML | $\nabla L_B(\theta')$ | $g_B - \alpha H_B g_A$ |
 | Reptile, 2 steps | $\bigl(g_A + \nabla L_B(\theta')\bigr)$ | $g_A + g_B - \alpha H_B g_A$ |
 
-Now average over tasks and over the order of the two batches, which are equally likely to come first:
+Now average over tasks. Given the task, the two batches are independent samples of it, so $A$ and $B$ can be
+swapped inside the expectation:
 
 - $\mathbb{E}[g_A] = \mathbb{E}[g_B] = G$, the gradient of the average loss over all tasks: plain **joint
-  training**, what the pretrained baseline does;
+  training**, what the pretrained baseline of section 6 does (one network fitted to all tasks at once);
 - $\mathbb{E}[H_B g_A] = \mathbb{E}[H_A g_B] = \tfrac12\nabla_\theta\,\mathbb{E}[g_A\cdot g_B]$, because the gradient of
   the inner product $g_A \cdot g_B$ is $H_A g_B + H_B g_A$.
 
@@ -399,9 +416,10 @@ $$\mathbb{E}[g_{\text{MAML}}] = G - \alpha\,\nabla\mathbb{E}[g_A\cdot g_B], \qqu
 Descending along these, all three do the same two things: lower the average loss (joint training), and
 *raise* $\mathbb{E}[g_A\cdot g_B]$, the inner product between gradients of **different batches of the same
 task**. When those gradients agree, a step taken on one batch also helps on the other — the network
-generalises within a task after a step, which is what fast adaptation means. The three differ only in how they
-weigh the two forces: FOMAML keeps half of MAML's second term, Reptile the same half but twice the joint
-training. Two consequences to keep in mind:
+generalises within a task after a step, which is what fast adaptation means. The three weigh the two forces
+differently: FOMAML keeps half of MAML's second term, Reptile the same half but twice the joint training. So
+they do not converge to the same point: each stops where *its own* expected update vanishes. Two consequences
+to keep in mind:
 
 - **Reptile with $k = 1$ is joint training** (there is no second batch), so Reptile needs $k \ge 2$; we use
   $k = 5$ below.
@@ -522,7 +540,7 @@ The approximation is much worse here. At the training setting the cosine falls f
 the value printed above, and the relative error from 0.20 to several times as much; for every $\alpha k$ up to
 0.005 the error is several times what it was at random weights. These two figures are the least reproducible
 of the series: over seven runs on two CPUs (six numeric settings on one) the cosine ranged from 0.61 to 0.84
-(the tolerance beside each `approx` in the code says how far we let it go). Where $\alpha k$ reaches about 0.02
+(the range beside each figure in the code says how far it may move). Where $\alpha k$ reaches about 0.02
 and beyond, the two gradients are nearly unrelated, and the right-hand part of these curves is not a fact to
 read: on another machine (or with another seed) it looks different, and a cosine there can even change sign.
 Why is the approximation worse here? Compare the sizes of the vectors themselves:
@@ -545,10 +563,11 @@ print(f"  MAML initialisation:  |g_MAML| = {approx(exact, 0.83, 0.52)}   |g_FOMA
 
 md(r"""
 The term FOMAML drops, $\lVert g_{\text{FOMAML}} - g_{\text{MAML}}\rVert$, is about as large as at random weights
-(a little larger); what changed is the exact gradient, which is about three times smaller. After training we
-are close to where MAML's meta-gradient, averaged over tasks, vanishes — and FOMAML's does not vanish there. So FOMAML is not a
-noisy copy of MAML that converges to the same point: it converges to a *nearby, different* initialisation, the
-one where its own expected update (section 5) is zero. The next section measures how much worse that point is.
+(a little larger); what changed is the exact gradient, which is about three times smaller: after training,
+MAML's meta-gradient of a batch of tasks is small, so the same dropped term is a large part of it. (These are
+one batch's norms, dominated by which tasks were drawn; they do not show where either method's *expected*
+update vanishes. Section 5's expansion says those points differ, because the two weigh their terms
+differently.) The next section measures how much worse FOMAML's initialisation is.
 """)
 
 
@@ -604,11 +623,12 @@ plt.show()
 
 md(r"""
 Before adaptation (step 0) no initialisation is any good — none of them can know the wave yet — and the
-meta-learned ones do not even try: FOMAML's initial error for $K = 10$ is the worst of all. After one step the
-picture flips. The meta-learned initialisations cut the error by a factor of two to five, the pretrained one
-by a tenth to a fifth, and the gap stays wide after ten steps: fitting a new wave from a good *average* curve takes
-far more than ten steps of size 0.01. Among the meta-learners, MAML is best after one step; FOMAML is a little
-worse throughout, and Reptile is worst with $K = 5$ but catches up after a few steps with $K = 10$. Since all
+meta-learned ones are no better than the pretrained average curve (FOMAML's for $K = 10$ is clearly worse).
+After one step the picture flips. The meta-learned initialisations cut the error by a factor of two to five, the
+pretrained one by a tenth to a fifth, and the gap stays wide after ten steps: fitting a new wave from a good
+*average* curve takes far more than ten steps of size 0.01. Among the meta-learners, MAML is best after one
+step; FOMAML is a little worse throughout, and Reptile is worst with $K = 5$ but catches up after a few steps
+with $K = 10$ — in these runs, one training seed per method; rankings this close can change with the seed. Since all
 four saw the same tasks, we can compare them task by task, which removes most of the task-to-task spread from
 the confidence intervals:
 """)
@@ -700,7 +720,7 @@ the meta-backward pass; FOMAML's and Reptile's does not depend on $k$ at all: on
 alive. (What Reptile keeps is the graph of the current inner gradient; it needs no backward pass at the end.)
 
 **Time.** The wall-clock time of one meta-gradient on 25 tasks with the default (vectorised) implementation,
-the median of 20 repetitions. These numbers depend on the machine and its load, so this cell is not checked.
+the median of 20 repetitions. These numbers depend on the machine and its load.
 """)
 
 code(r"""
@@ -722,10 +742,11 @@ for name, history in histories[10].items():
 """)
 
 md(r"""
-In our run MAML took about twice FOMAML's time at $k = 1$ and about four times at $k = 10$: each inner step adds
-a Hessian-vector product, one more backward pass. FOMAML and Reptile cost the same — they do the same inner loop
-and differ only in the last line. On a network this small every number is tiny; on the convolutional networks of
-the MAML paper the same ratios decide what fits on a GPU and how long training takes.
+MAML's time grows faster with $k$ than FOMAML's: each of its inner steps adds a Hessian-vector product, one more
+backward pass. FOMAML and Reptile run the same inner loop and differ only in the last line, where Reptile skips
+the query backward pass. The printed times and their ratios depend on the machine and its load. On a network
+this small every number is tiny; on the convolutional networks of the MAML paper the same costs decide what fits
+on a GPU and how long training takes.
 """)
 
 # ---------------------------------------------------------------------------------------------- sliders
@@ -788,20 +809,26 @@ md(r"""
   `fomaml_utils` to $10^{-6}$. **Reptile** replaces the query gradient by $\theta - \theta'$.
 - To first order in $\alpha$, MAML, FOMAML and Reptile all follow the joint-training gradient plus a push
   towards weights where gradients of different batches of the same task agree; they weigh the two differently.
-- The first-order error grows like $\alpha k$: at random weights the relative error was about $20\,\alpha k$,
-  and at the paper's $\alpha = 0.01, k = 1$ the two gradients had cosine 0.99. At MAML's learned initialisation
-  the relative error was several times as large — not because the dropped term grew, but because the
-  exact gradient had become small there: FOMAML heads for a nearby but different initialisation.
+- The first-order error grows like $\alpha k$: at random weights the relative error was close to a fixed
+  multiple of $\alpha k$, and at the paper's $\alpha = 0.01, k = 1$ the two gradients pointed the same way. At
+  MAML's learned initialisation the relative error was several times as large — not because the dropped term
+  grew, but because the exact gradient had become small there.
 - On 500 new sinusoid tasks, after ten steps, the query MSE was about 0.5 / 0.25 for MAML ($K$ = 5 / 10),
-  0.55 / 0.3 for FOMAML, 0.75 / 0.2 for Reptile and 2.4 / 1.6 for the pretrained baseline. FOMAML loses a
-  little to MAML and stays far ahead of plain joint training.
-- What FOMAML saves: MAML's saved-tensor memory grew from 25 to 128 kB per task as $k$ went from 1 to 10, while
-  FOMAML's and Reptile's stayed at 14 kB; MAML's meta-step took two to four times as long.
+  0.55 / 0.3 for FOMAML, 0.75 / 0.2 for Reptile and 2.4 / 1.6 for the pretrained baseline (one training seed
+  each). FOMAML loses a little to MAML and stays far ahead of plain joint training.
+- What FOMAML saves: MAML's saved-tensor memory grew in proportion to $k$, while FOMAML's and Reptile's stayed
+  flat; MAML's meta-step took longer, the more so the larger $k$.
 - We trained for 2,000 meta-iterations instead of the paper's 70,000, so all errors are higher than the
   paper's.
 
 **Next:** notebook `03_fomaml_mnist.ipynb` takes the same loop to few-shot classification of MNIST digits, with
 a network large enough that the second-order cost is real, against baselines and with confidence intervals.
+
+**References**
+
+- Finn, C., Abbeel, P. and Levine, S. (2017). *Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks*. ICML 2017. (Section 5.2 introduces the first-order approximation.)
+- Nichol, A., Achiam, J. and Schulman, J. (2018). *On First-Order Meta-Learning Algorithms*. arXiv:1803.02999.
+- Pearlmutter, B. A. (1994). *Fast Exact Multiplication by the Hessian*. Neural Computation 6(1), 147–160.
 """)
 
 
