@@ -63,4 +63,65 @@ def test_unsaveable_metadata_and_unreadable_files_raise_value_errors(tmp_path):
 def test_checkpoint_files_load_with_weights_only(tmp_path):
     save_checkpoint(tmp_path / "m.pt", build_model("mlp", 5), history=History(iteration=[1]))
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    assert set(payload) == {"format", "spec", "state_dict", "metadata"}
+    assert set(payload) == {"format", "spec", "state_dict", "metadata", "digest"}
+
+
+def test_a_flipped_byte_in_a_weight_is_refused_as_damaged(tmp_path):
+    model = build_model("mlp", 5)
+    save_checkpoint(tmp_path / "m.pt", model)
+    raw = bytearray((tmp_path / "m.pt").read_bytes())
+    weight = model.state_dict()["layers.0.weight"].contiguous().numpy().tobytes()
+    start = raw.find(weight[:64])
+    assert start > 0  # torch.save stores tensor data uncompressed
+    raw[start + 1000] ^= 0x40
+    (tmp_path / "m.pt").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="m.pt.*damaged.*digest"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+def test_an_empty_file_and_a_directory_each_get_their_own_reason(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pt.* is empty \\(0 bytes\\)"):
+        load_checkpoint(tmp_path / "empty.pt")
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(ValueError, match="folder.pt.* is a directory"):
+        load_checkpoint(tmp_path / "folder.pt")
+
+
+def test_weights_that_do_not_fit_the_architecture_are_a_value_error(tmp_path):
+    from fomaml_utils.checkpoints import tensors_digest
+    from fomaml_utils.models import model_spec
+
+    spec = model_spec(build_model("mlp", 5))
+    state_dict = build_model("mlp", 3).state_dict()
+    torch.save({"format": 2, "spec": spec, "state_dict": state_dict, "metadata": {},
+                "digest": tensors_digest(spec, state_dict)}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="do not fit its architecture"):
+        load_checkpoint(tmp_path / "m.pt")
+    torch.save({"format": 2, "spec": {"arch": "nonsense"}, "state_dict": state_dict, "metadata": {},
+                "digest": tensors_digest({"arch": "nonsense"}, state_dict)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_a_format_1_checkpoint_without_digest_still_loads_with_a_warning(tmp_path):
+    from fomaml_utils.models import model_spec
+
+    model = build_model("mlp", 5)
+    torch.save({"format": 1, "spec": model_spec(model), "state_dict": model.state_dict(), "metadata": {"a": 1}},
+               tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="no digest"):
+        loaded, metadata = load_checkpoint(tmp_path / "old.pt")
+    assert metadata == {"a": 1}
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_checkpoint_gets_the_permissions_of_an_ordinary_new_file(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "m.pt", build_model("mlp", 5))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
