@@ -37,6 +37,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -369,9 +370,27 @@ def headline(rows: Sequence[dict]) -> list[str]:
     return lines
 
 
+def check_writable_file(path: Path) -> None:
+    """Raise ``ValueError`` with one sentence unless a file can be written at ``path`` (its folder is created)."""
+    if path.is_dir():
+        raise ValueError(f"--json {str(path)!r} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write --json {str(path)!r}: {error.strerror or error}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark, print the machine and the table; returns ``{"machine", "protocol", "results"}``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.json is not None:
+        try:
+            check_writable_file(args.json)
+        except ValueError as error:  # before the benchmark runs, not after
+            parser.error(str(error))
     warmup, repeats = (1, 3) if args.quick else (args.warmup, args.repeats)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -403,8 +422,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(line)
         report = {"machine": machine, "protocol": protocol, "results": rows}
         if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=1))
+            tmp = args.json.with_name(f".{args.json.name}.tmp")
+            tmp.write_text(json.dumps(report, indent=1))
+            tmp.replace(args.json)  # whole or not at all
         return report
     finally:
         torch.set_num_threads(threads_before)

@@ -13,16 +13,22 @@ learned initialisation θ on ``--eval-tasks`` tasks of the split's test part wit
 - ``metrics.json``: the settings, meta-test accuracy (mean and 95 % confidence half-width, per number
   of adaptation steps), training time, the peak memory of one meta-step and the training history.
 
-Bad flags or values give a usage message and exit status 2; a run that diverges (a NaN or infinite
-loss, or a finite one that blows up far above chance level; ``meta_train`` checks both) prints one line
-and exits with status 1, writing nothing.
+Bad flags or values give a usage message and exit status 2, before any training. That includes an
+``--out`` that cannot be written (a file, a read-only folder) or that already holds a run: a run is never
+overwritten unless ``--overwrite`` says so. The default folder name carries a short hash of all the
+settings, so runs with other hyperparameters land in other folders. A run that diverges (a NaN or
+infinite loss, or a finite one that blows up far above chance level; ``meta_train`` checks both) prints
+one line and exits with status 1, writing nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_non_negative_int, default=0,
                      help="seeds initialisation, task sampling and meta-test tasks")
     run.add_argument("--out", type=Path, default=None,
-                     help="output directory (default: runs/<name>, e.g. runs/fomaml-unseen-digits-5w1s-mlp-seed0)")
+                     help="output directory (default: runs/<name>-<hash of the settings>, e.g. "
+                          "runs/fomaml-unseen-digits-5w1s-mlp-seed0-3f2a9c)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run already in --out (without it, such an --out is refused)")
     run.add_argument("--data-root", type=Path, default=None,
                      help="folder holding MNIST/raw/ (default: the repository's data/)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar (shown by default)")
@@ -129,10 +138,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NOT_SETTINGS = ("out", "data_root", "no_progress", "threads", "overwrite")
+"""Flags that do not change what a run computes (left out of its config and of its folder's hash)."""
+
+
 def run_name(args: argparse.Namespace) -> str:
-    """A folder name that identifies the run, e.g. ``fomaml-unseen-digits-5w1s-mlp-seed0`` (``-zerohead`` added)."""
+    """A folder name for the run: readable settings and a hash of all of them, e.g.
+    ``fomaml-unseen-digits-5w1s-mlp-seed0-3f2a9c`` (``-zerohead`` added), so that two runs with different
+    settings never share a folder."""
     head = "-zerohead" if getattr(args, "zero_head", False) else ""
-    return f"{args.algorithm}-{args.split}-{args.ways}w{args.shots}s-{args.arch}{head}-seed{args.seed}"
+    settings = json.dumps({k: str(v) for k, v in sorted(vars(args).items()) if k not in NOT_SETTINGS})
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:6]
+    return f"{args.algorithm}-{args.split}-{args.ways}w{args.shots}s-{args.arch}{head}-seed{args.seed}-{digest}"
+
+
+RUN_FILES = ("checkpoint.pt", "metrics.json")
+
+
+def check_out(out: Path, overwrite: bool) -> bool:
+    """Make sure the run can be written to ``out`` before any training; returns whether ``out`` was created.
+
+    Raises ``ValueError`` with one sentence if ``out`` is not a folder, cannot be written, or already holds a
+    run (``checkpoint.pt`` or ``metrics.json``) and ``overwrite`` is false.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder; choose another --out")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not overwrite:
+        raise ValueError(f"--out {str(out)!r} already holds a run ({', '.join(held)}); pass --overwrite to "
+                         f"replace it, or choose another --out")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to --out {str(out)!r}: {error.strerror or error}; "
+                         f"choose a folder you can write to") from None
+    return created
 
 
 def eval_inner_steps(args: argparse.Namespace) -> int:
@@ -182,7 +225,9 @@ class RunResult:
         metrics = self.metrics()
         checkpoint = save_checkpoint(out / "checkpoint.pt", self.model, **metrics)
         json_path = out / "metrics.json"
-        json_path.write_text(json.dumps(metrics, indent=1) + "\n")
+        tmp = out / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+        tmp.replace(json_path)  # whole or not at all
         return checkpoint, json_path
 
     def summary(self) -> str:
@@ -232,8 +277,7 @@ def run_experiment(args: argparse.Namespace, model: torch.nn.Module,
 
     Raises ``DivergenceError`` if meta-training diverges (NaN, infinity or a blow-up).
     """
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if k not in ("out", "data_root", "no_progress", "threads")}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in NOT_SETTINGS}
     config["eval_inner_steps"] = eval_inner_steps(args)
     config["train_shots"] = samplers["train"].shots
     kwargs = dict(algorithm=args.algorithm, inner_lr=args.inner_lr, inner_steps=args.inner_steps,
@@ -262,8 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     out = args.out if args.out is not None else Path("runs") / run_name(args)
     try:
+        created = check_out(out, args.overwrite)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
         result = run_experiment(args, model, samplers)
     except DivergenceError as error:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # the empty folder the check made
         print(f"{parser.prog}: {error}", file=sys.stderr)
         return 1
     paths = result.save(out)

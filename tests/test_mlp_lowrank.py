@@ -7,6 +7,7 @@ autograd through ``adapt``) and, on the benchmark's network, against ``implement
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -242,3 +243,15 @@ def test_bench_quick_smoke_run_prints_a_table_and_writes_json(tmp_path, capsys):
     assert rows[("fomaml", "tutorial")]["tasks_per_second"] > 0
     assert rows[("maml", "tutorial")]["tasks_per_second"] is None  # deepcopy + SGD cannot do second order
     assert report["machine"]["threads"] == 2
+
+
+def test_bench_refuses_an_unwritable_json_before_it_runs(tmp_path, capsys):
+    from fomaml_utils.bench import main as bench_main
+
+    (tmp_path / "folder").mkdir()
+    for path, message in ((tmp_path / "folder", "is a folder"), (Path("/proc/bench.json"), "cannot write")):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_main(["--json", str(path), "--steps", "5"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fomaml_utils.checkpoints import load_checkpoint
-from fomaml_utils.train import build_parser, main, make_samplers
+from fomaml_utils.train import build_parser, main, make_samplers, run_name
 
 TINY = ["--iterations", "4", "--meta-batch-size", "4", "--inner-steps", "1", "--val-every", "2",
         "--val-tasks", "10", "--eval-tasks", "20", "--eval-inner-steps", "2", "--no-progress"]
@@ -103,3 +103,33 @@ def test_train_shots_changes_only_the_meta_training_tasks():
     samplers = make_samplers("unseen-digits", ways=5, shots=1, queries=2, train_shots=10)
     assert {part: s.shots for part, s in samplers.items()} == {"train": 10, "val": 1, "test": 1}
     assert [s.seed for s in samplers.values()] == [0, 1, 2]
+
+
+def test_bad_out_fails_before_training(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    for out, message in ((tmp_path / "a-file", "is not a folder"), (tmp_path / "a-file" / "run", "cannot write"),
+                         (Path("/proc/run"), "cannot write")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*TINY, "--out", str(out)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and "meta-test accuracy" not in err
+
+
+def test_a_run_is_not_overwritten_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out)]) == 0
+    first = (out / "metrics.json").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*TINY, "--inner-lr", "0.2", "--out", str(out)])
+    assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == first
+    assert main([*TINY, "--inner-lr", "0.2", "--out", str(out), "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["inner_lr"] == 0.2
+
+
+def test_runs_with_other_hyperparameters_get_other_default_folders():
+    parser = build_parser()
+    names = {run_name(parser.parse_args(argv)) for argv in ([], ["--inner-lr", "0.2"], ["--iterations", "7"],
+                                                            ["--threads", "1"])}
+    assert len(names) == 3  # --threads does not change what is computed, so it shares a folder
