@@ -172,11 +172,12 @@ def _read_idx_header(path: Path, magic: int, ndim: int) -> list[int]:
 
 
 def verify_idx_files(root: str | os.PathLike[str]) -> dict[str, int]:
-    """Check the four IDX files under ``<root>/MNIST/raw``: headers, sizes, shapes, per-class counts.
+    """Check the four IDX files under ``<root>/MNIST/raw``: headers, sizes, shapes, per-class counts, and
+    each file's SHA-256 against :data:`IDX_SHA256` (one flipped pixel or two swapped labels keep the counts).
 
-    Fast (reads the label files and the image files' headers only). Returns the number of images per
-    split, ``{"train": 60000, "test": 10000}``. Raises :class:`MNISTDataError` naming the first file that
-    fails, with how to rebuild it.
+    Hashing all four files takes a fraction of a second. Returns the number of images per split,
+    ``{"train": 60000, "test": 10000}``. Raises :class:`MNISTDataError` naming the first file that fails,
+    with how to rebuild it.
     """
     root = Path(root)
     raw = _raw_dir(root)
@@ -188,6 +189,11 @@ def verify_idx_files(root: str | os.PathLike[str]) -> dict[str, int]:
             (n,) = _read_idx_header(labels_path, _LABELS_MAGIC, 1)
             labels = np.fromfile(labels_path, dtype=np.uint8, offset=8)
             _check_labels(labels, split, str(labels_path))
+            for name, path in ((images_name, images_path), (labels_name, labels_path)):
+                found = hashlib.sha256(path.read_bytes()).hexdigest()
+                if found != IDX_SHA256[name]:
+                    raise MNISTDataError(f"{path} is damaged: its SHA-256 is {found}, expected {IDX_SHA256[name]} "
+                                         "(its shape and class counts look right, but its bytes differ).")
         except MNISTDataError as err:
             raise MNISTDataError(f"{err} {_rebuild_hint(root)}") from None
         except OSError as err:

