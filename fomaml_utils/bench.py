@@ -37,7 +37,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,7 +45,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fomaml_utils.cli import positive_int
+from fomaml_utils.cli import check_writable_folder, positive_int, write_text_atomically
 from fomaml_utils.maml import ALGORITHMS, MetaGradient, meta_gradient, resolve_implementation
 from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.models import ARCHITECTURES, build_model
@@ -370,26 +369,16 @@ def headline(rows: Sequence[dict]) -> list[str]:
     return lines
 
 
-def check_writable_file(path: Path) -> None:
-    """Raise ``ValueError`` with one sentence unless a file can be written at ``path`` (its folder is created)."""
-    if path.is_dir():
-        raise ValueError(f"--json {str(path)!r} is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-check-"):
-            pass
-    except OSError as error:
-        raise ValueError(f"cannot write --json {str(path)!r}: {error.strerror or error}") from None
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark, print the machine and the table; returns ``{"machine", "protocol", "results"}``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.json is not None:
+    if args.json is not None:  # checked before the benchmark runs, not after
+        if args.json.is_dir():
+            parser.error(f"--json {str(args.json)!r} is a folder; give a file name")
         try:
-            check_writable_file(args.json)
-        except ValueError as error:  # before the benchmark runs, not after
+            check_writable_folder(args.json.parent, "--json")
+        except ValueError as error:
             parser.error(str(error))
     warmup, repeats = (1, 3) if args.quick else (args.warmup, args.repeats)
     threads_before = torch.get_num_threads()
@@ -422,9 +411,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(line)
         report = {"machine": machine, "protocol": protocol, "results": rows}
         if args.json is not None:
-            tmp = args.json.with_name(f".{args.json.name}.tmp")
-            tmp.write_text(json.dumps(report, indent=1))
-            tmp.replace(args.json)  # whole or not at all
+            write_text_atomically(args.json, json.dumps(report, indent=1))
         return report
     finally:
         torch.set_num_threads(threads_before)

@@ -1,15 +1,20 @@
-"""Argparse ``type=`` checkers for numbers, shared by the command lines (``train``, ``bench``).
+"""What the command lines (``train``, ``bench``) share: argparse checkers for numbers, and output files.
 
-Each takes the flag's text and returns the number, or raises ``argparse.ArgumentTypeError`` (or
-``ValueError`` for text that is not a number), which argparse turns into a usage error naming the flag::
+Each number checker takes the flag's text and returns the number, or raises ``argparse.ArgumentTypeError``
+(or ``ValueError`` for text that is not a number), which argparse turns into a usage error naming the flag::
 
     parser.add_argument("--ways", type=positive_int)  # "--ways 0": invalid ... must be an integer >= 1
+
+``check_writable_folder`` is for before the work starts, ``write_text_atomically`` for after it.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import tempfile
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -40,3 +45,25 @@ def positive_float(text: str) -> float:
 positive_int.__name__ = "positive integer"
 non_negative_int.__name__ = "non-negative integer"
 positive_float.__name__ = "positive number"
+
+
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """Create ``folder`` (with its parents) and write and delete a file in it, so that a run learns before it
+    starts whether its results can be saved. Raises ``ValueError`` naming ``flag`` and the folder if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to {flag} {str(folder)!r}: {error.strerror or error}; "
+                         "choose a folder you can write to") from None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it: ``path`` is whole or untouched."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

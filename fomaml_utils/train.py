@@ -28,7 +28,6 @@ import hashlib
 import json
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import torch
 
 from fomaml_utils.checkpoints import save_checkpoint
+from fomaml_utils.cli import check_writable_folder, write_text_atomically
 from fomaml_utils.cli import non_negative_int as _non_negative_int
 from fomaml_utils.cli import positive_float as _positive_float
 from fomaml_utils.cli import positive_int as _positive_int
@@ -168,13 +168,7 @@ def check_out(out: Path, overwrite: bool) -> bool:
         raise ValueError(f"--out {str(out)!r} already holds a run ({', '.join(held)}); pass --overwrite to "
                          f"replace it, or choose another --out")
     created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
-            pass
-    except OSError as error:
-        raise ValueError(f"cannot write to --out {str(out)!r}: {error.strerror or error}; "
-                         f"choose a folder you can write to") from None
+    check_writable_folder(out, "--out")
     return created
 
 
@@ -225,9 +219,7 @@ class RunResult:
         metrics = self.metrics()
         checkpoint = save_checkpoint(out / "checkpoint.pt", self.model, **metrics)
         json_path = out / "metrics.json"
-        tmp = out / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=1) + "\n")
-        tmp.replace(json_path)  # whole or not at all
+        write_text_atomically(json_path, json.dumps(metrics, indent=1) + "\n")
         return checkpoint, json_path
 
     def summary(self) -> str:

@@ -53,3 +53,22 @@ def test_both_command_lines_report_bad_numbers_naming_the_flag(parser, argv, mes
         parser.parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_check_writable_folder_creates_the_folder_and_names_the_flag_when_it_cannot(tmp_path):
+    from fomaml_utils.cli import check_writable_folder
+
+    check_writable_folder(tmp_path / "a" / "b", "--out")
+    assert (tmp_path / "a" / "b").is_dir() and not list((tmp_path / "a" / "b").iterdir())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="cannot write to --out .*file/run"):
+        check_writable_folder(tmp_path / "file" / "run", "--out")
+
+
+def test_write_text_atomically_leaves_the_whole_text_and_no_temporary_file(tmp_path):
+    from fomaml_utils.cli import write_text_atomically
+
+    (tmp_path / "m.json").write_text("old")
+    write_text_atomically(tmp_path / "m.json", "new")
+    assert (tmp_path / "m.json").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -249,7 +249,7 @@ def test_bench_refuses_an_unwritable_json_before_it_runs(tmp_path, capsys):
     from fomaml_utils.bench import main as bench_main
 
     (tmp_path / "folder").mkdir()
-    for path, message in ((tmp_path / "folder", "is a folder"), (Path("/proc/bench.json"), "cannot write")):
+    for path, message in ((tmp_path / "folder", "is a folder"), (Path("/proc/bench.json"), "cannot write to --json")):
         with pytest.raises(SystemExit) as exit_info:
             bench_main(["--json", str(path), "--steps", "5"])
         assert exit_info.value.code == 2
