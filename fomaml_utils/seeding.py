@@ -8,6 +8,9 @@ import random
 import numpy as np
 import torch
 
+MAX_SEED = 2**64 - 1
+"""The largest seed ``torch.manual_seed`` accepts (it stores seeds as unsigned 64-bit integers)."""
+
 
 def seed_everything(seed: int, deterministic: bool = True, threads: int | None = None) -> torch.Generator:
     """Seed Python, NumPy and torch, and (by default) make torch deterministic.
@@ -20,8 +23,8 @@ def seed_everything(seed: int, deterministic: bool = True, threads: int | None =
     floating-point sums, and meta-training amplifies such differences), so the notebooks fix it (to one
     thread). ``None`` leaves it as it is.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a non-negative integer up to 2**64 - 1 = {MAX_SEED}, got {seed!r}")
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")

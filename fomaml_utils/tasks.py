@@ -34,14 +34,17 @@ replacement (vectorised over all (task, class) pairs), and one ``index_select`` 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fomaml_utils.mnist import default_data_root, load_mnist_tensors, normalize_images
+from fomaml_utils.seeding import MAX_SEED
 from fomaml_utils.taskbatch import TaskBatch
 
 Class = tuple[int, int]
@@ -157,9 +160,50 @@ def _check_part(part: str) -> None:
         raise ValueError(f"part={part!r} is unknown; use one of {', '.join(map(repr, PARTS))}")
 
 
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _integer(value: object) -> int | None:
+    """``value`` as a Python int if it is an integer (also numpy's and torch's integer scalars, through
+    ``operator.index``); ``None`` for anything else, bools included (``True`` is no count)."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _check_positive(name: str, value: object) -> int:
+    """``value`` as an int, or ``ValueError`` unless it is an integer >= 1."""
+    number = _integer(value)
+    if number is None or number < 1:
         raise ValueError(f"{name} must be a positive integer (at least 1), got {value!r}")
+    return number
+
+
+def _check_seed(seed: object) -> int:
+    """``seed`` as an int, or ``ValueError`` unless it is an integer in ``0..MAX_SEED`` (torch's range)."""
+    number = _integer(seed)
+    if number is None or not 0 <= number <= MAX_SEED:
+        raise ValueError(f"seed must be a non-negative integer up to 2**64 - 1 = {MAX_SEED}, got {seed!r}")
+    return number
+
+
+def _check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device``, or ``ValueError`` if this machine has no such device (``"cuda"``
+    without a GPU), so that a sampler fails when it is built, not at its first ``sample``."""
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, NotImplementedError, TypeError) as error:
+        reason = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"device={str(device)!r} is not available here: {reason}; use device='cpu'") from None
+    return device
+
+
+def _check_arguments(ways: object, shots: object, queries: object, seed: object,
+                     device: torch.device | str) -> tuple[int, int, int, int, torch.device]:
+    """A sampler's numbers as Python ints and its device, checked before any data is loaded."""
+    counts = [_check_positive(name, value) for name, value in (("ways", ways), ("shots", shots), ("queries", queries))]
+    return (*counts, _check_seed(seed), _check_device(device))
 
 
 @contextmanager
@@ -224,7 +268,8 @@ class FewShotSampler:
             raise ValueError(f"split={split!r} is unknown; known splits: {', '.join(map(repr, SPLITS))}")
         _check_part(part)
         classes = SPLITS[split].classes(part)
-        images, labels = _load_pool(root, train=part != "test")
+        ways, shots, queries, seed, device = _check_arguments(ways, shots, queries, seed, device)
+        images, labels = _load_pool(root, train=part != "test")  # only now: the slow part
         candidates = torch.arange(len(labels))
         if part == "train":
             candidates = candidates[:TRAIN_IMAGES]
@@ -264,6 +309,7 @@ class FewShotSampler:
                 or labels.is_floating_point()):
             raise ValueError(f"labels must be an integer tensor [N] with N={len(images)} like images")
         classes = tuple((int(d), int(r)) for d, r in classes)
+        ways, shots, queries, seed, device = _check_arguments(ways, shots, queries, seed, device)
         sampler = cls.__new__(cls)
         sampler._setup(normalize_images(images), labels.long().cpu(), torch.arange(len(labels)), classes,
                        ways, shots, queries, seed, device, source="the class list given to from_tensors",
@@ -275,11 +321,10 @@ class FewShotSampler:
     def _setup(self, images: torch.Tensor, labels: torch.Tensor, candidates: torch.Tensor,
                classes: Sequence[Class], ways: int, shots: int, queries: int, seed: int,
                device: torch.device | str, source: str, key: tuple[str, bool, str, str] | None) -> None:
-        """Validate the arguments, build the padded index table ``[C, max_count]``, turn the images."""
-        for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
-            _check_positive(name, value)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        """Validate the classes, build the padded index table ``[C, max_count]``, turn the images.
+
+        ``ways``, ``shots``, ``queries``, ``seed`` and ``device`` come checked by ``_check_arguments``.
+        """
         if len(classes) == 0:
             raise ValueError("classes must not be empty")
         if len(set(classes)) != len(classes):
@@ -311,7 +356,7 @@ class FewShotSampler:
         self.classes: list[Class] = list(classes)
         self.class_counts = counts
         self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
-        self.device = torch.device(device)
+        self.device = device
         self.generator = torch.Generator().manual_seed(seed)
         self._table = table
         self._flat = self.images.view(len(self.images), -1)  # [N, 784]: index_select is fastest in 2-D
@@ -330,7 +375,7 @@ class FewShotSampler:
                        ``shots`` of each row are the support images, the rest the query images.
                        All ``ways * (shots + queries)`` indices of a task are distinct.
         """
-        _check_positive("num_tasks", num_tasks)
+        num_tasks = _check_positive("num_tasks", num_tasks)
         # Distinct classes in random order: the first `ways` of a random permutation per task.
         keys = torch.rand(num_tasks, len(self.classes), generator=self.generator, dtype=torch.float64)
         class_idx = keys.argsort(dim=1)[:, : self.ways]
@@ -373,6 +418,7 @@ class FewShotSampler:
         ``[T, ways*queries]``, label-major. With ``return_classes=True`` also ``class_idx`` int64
         ``[T, ways]``: label ``i`` of task ``t`` is class ``self.classes[class_idx[t, i]]``.
         """
+        num_tasks = _check_positive("num_tasks", num_tasks)
         with _one_thread():
             return self._sample(num_tasks, return_classes)
 

@@ -45,3 +45,12 @@ def test_threads_fixes_torchs_thread_count_and_none_leaves_it():
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
         seed_everything(**kwargs)
+
+
+def test_seeds_up_to_torchs_limit_are_accepted_and_beyond_it_refused_giving_the_range():
+    from fomaml_utils.seeding import MAX_SEED
+
+    assert MAX_SEED == 2**64 - 1
+    seed_everything(MAX_SEED, deterministic=False)
+    with pytest.raises(ValueError, match=r"up to 2\*\*64 - 1 = 18446744073709551615, got 18446744073709551616"):
+        seed_everything(2**64, deterministic=False)

@@ -6,6 +6,7 @@ Most tests use small synthetic images (random pixels, so no two images are equal
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -307,3 +308,44 @@ def test_from_tensors_refuses_rotations_that_are_not_multiples_of_90():
     images, labels = _synthetic()
     with pytest.raises(ValueError, match=r"classes: rotation must be one of"):
         FewShotSampler.from_tensors(images, labels, [(0, 45)], 1, 1, 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_missing_device_is_refused_when_the_sampler_is_built_before_loading_data(monkeypatch):
+    import fomaml_utils.tasks as tasks
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data must not be loaded for a sampler that cannot work")
+    monkeypatch.setattr(tasks, "_load_pool", no_loading)
+    with pytest.raises(ValueError, match=r"device='cuda' is not available here: .*; use device='cpu'"):
+        FewShotSampler("unseen-digits", "test", ways=5, shots=1, queries=15, device="cuda")
+    with pytest.raises(ValueError, match=r"device='cuda' is not available here"):
+        _synthetic_sampler_on("cuda")
+
+
+def _synthetic_sampler_on(device):
+    images, labels = _synthetic()
+    return FewShotSampler.from_tensors(images, labels, [(d, 0) for d in range(5)], WAYS, SHOTS, QUERIES, device=device)
+
+
+def test_integer_scalars_of_numpy_and_torch_are_accepted_as_counts_and_seeds():
+    sampler = _sampler(ways=np.int64(WAYS), shots=torch.tensor(SHOTS), queries=np.int32(QUERIES), seed=np.uint64(3))
+    reference = _sampler(seed=3)
+    assert (sampler.ways, sampler.shots, sampler.queries, sampler.seed) == (WAYS, SHOTS, QUERIES, 3)
+    assert all(type(v) is int for v in (sampler.ways, sampler.shots, sampler.queries, sampler.seed))
+    assert torch.equal(sampler.sample(np.int64(4)).support_x, reference.sample(4).support_x)
+
+
+@pytest.mark.parametrize("value", [True, 3.0, "3", torch.tensor(True), torch.tensor(3.0)],
+                         ids=["bool", "float", "str", "bool-tensor", "float-tensor"])
+def test_bools_floats_and_text_are_refused_as_counts(value):
+    with pytest.raises(ValueError, match="ways must be a positive integer"):
+        _sampler(ways=value)
+    with pytest.raises(ValueError, match="num_tasks must be a positive integer"):
+        _sampler().sample(value)
+
+
+def test_seed_beyond_torchs_range_is_refused_giving_the_range():
+    _sampler(seed=2**64 - 1).sample(1)
+    with pytest.raises(ValueError, match=r"seed must be a non-negative integer up to 2\*\*64 - 1"):
+        _sampler(seed=2**64)
