@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -45,7 +44,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fomaml_utils.cli import check_writable_folder, positive_int, write_text_atomically
+from fomaml_utils.cli import check_writable_folder, non_negative_int, positive_float, positive_int, seed
+from fomaml_utils.cli import write_json_atomically
 from fomaml_utils.maml import ALGORITHMS, MetaGradient, meta_gradient, resolve_implementation
 from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.models import ARCHITECTURES, build_model
@@ -301,14 +301,19 @@ def _comma_list(allowed: Sequence[str] | None, convert: Callable = str) -> Calla
         if allowed is not None and any(x not in allowed for x in items):
             raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}, got {text!r}")
         return items
+    parse.__name__ = "comma-separated list"  # argparse's "invalid ... value" names it
     return parse
 
 
 def _steps(text: str) -> list[int]:
+    """Inner step counts, comma-separated, each >= 1 (with 0 steps there is no adaptation to time)."""
     steps = _comma_list(None, int)(text)
-    if any(s < 0 for s in steps):
-        raise argparse.ArgumentTypeError(f"inner steps must be >= 0, got {text!r}")
+    if any(s < 1 for s in steps):
+        raise argparse.ArgumentTypeError(f"inner steps must be integers >= 1, got {text!r}")
     return steps
+
+
+_steps.__name__ = "list of inner steps"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,17 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--algorithms", type=_comma_list(ALGORITHMS), default=list(ALGORITHMS))
     parser.add_argument("--implementations", type=_comma_list(IMPLEMENTATIONS), default=list(IMPLEMENTATIONS))
     parser.add_argument("--repeats", type=positive_int, default=20, help="timed meta-steps per implementation")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed meta-steps first (default 3)")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed meta-steps first (default 3)")
     parser.add_argument("--meta-batch-size", type=positive_int, default=16)
     parser.add_argument("--threads", type=positive_int, default=2, help="torch.set_num_threads (default 2)")
-    parser.add_argument("--inner-lr", type=float, default=0.4)
+    parser.add_argument("--inner-lr", type=positive_float, default=0.4, help="inner step size, a finite number > 0")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time meta-steps by the wall clock (default) or by the process's CPU time, which "
                              "other processes on a shared machine disturb far less (use with --threads 1)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--data", choices=("auto", "mnist", "random"), default="auto",
                         help="MNIST tasks, random-normal images, or MNIST when available (default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0, help="0 to 2**64 - 1 (default 0)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     return parser
 
@@ -411,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(line)
         report = {"machine": machine, "protocol": protocol, "results": rows}
         if args.json is not None:
-            write_text_atomically(args.json, json.dumps(report, indent=1))
+            write_json_atomically(args.json, report)
         return report
     finally:
         torch.set_num_threads(threads_before)

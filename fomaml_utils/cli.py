@@ -5,16 +5,19 @@ Each number checker takes the flag's text and returns the number, or raises ``ar
 
     parser.add_argument("--ways", type=positive_int)  # "--ways 0": invalid ... must be an integer >= 1
 
-``check_writable_folder`` is for before the work starts, ``write_text_atomically`` for after it.
+``check_writable_folder`` is for before the work starts, ``write_text_atomically`` and
+``write_json_atomically`` (strict JSON: no bare ``NaN``) for after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -41,10 +44,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """An integer from 0 to 2**64 - 1, the seeds ``torch.manual_seed`` accepts (``seeding.MAX_SEED``)."""
+    from fomaml_utils.seeding import MAX_SEED  # imports torch; the caller has already
+
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**64 - 1 = {MAX_SEED}, got {value}")
+    return value
+
+
 # argparse names the type in its message ("invalid positive_int value: 'x'"); give it readable names.
 positive_int.__name__ = "positive integer"
 non_negative_int.__name__ = "non-negative integer"
 positive_float.__name__ = "positive number"
+seed.__name__ = "non-negative integer"
 
 
 def check_writable_folder(folder: Path, flag: str) -> None:
@@ -67,3 +81,23 @@ def write_text_atomically(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, in nested dicts and lists, replaced by ``None``.
+
+    JSON has no NaN: ``json.dumps`` would write a bare ``NaN`` that strict readers refuse. A non-finite
+    number in our results means "undefined" (the confidence interval of a single task), so it is ``null``.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def write_json_atomically(path: Path, value: Any) -> None:
+    """Write ``value`` as strict JSON (non-finite numbers as ``null``, see ``finite_or_none``), atomically."""
+    write_text_atomically(path, json.dumps(finite_or_none(value), indent=1, allow_nan=False) + "\n")

@@ -11,7 +11,8 @@ learned initialisation θ on ``--eval-tasks`` tasks of the split's test part wit
 - ``checkpoint.pt``: the model θ with its architecture and this run's settings
   (``fomaml_utils.checkpoints.load_checkpoint`` reads it back);
 - ``metrics.json``: the settings, meta-test accuracy (mean and 95 % confidence half-width, per number
-  of adaptation steps), training time, the peak memory of one meta-step and the training history.
+  of adaptation steps), training time, the peak memory of one meta-step and the training history. Strict
+  JSON: a number that is undefined (the half-width from a single meta-test task) is ``null``, never ``NaN``.
 
 Bad flags or values give a usage message and exit status 2, before any training. That includes an
 ``--out`` that cannot be written (a file, a read-only folder) or that already holds a run: a run is never
@@ -19,6 +20,10 @@ overwritten unless ``--overwrite`` says so. The default folder name carries a sh
 settings, so runs with other hyperparameters land in other folders. A run that diverges (a NaN or
 infinite loss, or a finite one that blows up far above chance level; ``meta_train`` checks both) prints
 one line and exits with status 1, writing nothing.
+
+A ``--data-root`` is only read: one that does not hold MNIST is a usage error saying how to build it
+(``python -m fomaml_utils.mnist --root DIR``); only the default root is built on first use. Damaged MNIST
+files give the one line ``python -m fomaml_utils.mnist`` gives, and exit status 1.
 """
 
 from __future__ import annotations
@@ -36,15 +41,16 @@ from typing import Any
 import torch
 
 from fomaml_utils.checkpoints import save_checkpoint
-from fomaml_utils.cli import check_writable_folder, write_text_atomically
-from fomaml_utils.cli import non_negative_int as _non_negative_int
+from fomaml_utils.cli import check_writable_folder, write_json_atomically
 from fomaml_utils.cli import positive_float as _positive_float
 from fomaml_utils.cli import positive_int as _positive_int
+from fomaml_utils.cli import seed as _seed
 from fomaml_utils.evaluation import Evaluation, evaluate
 from fomaml_utils.maml import ALGORITHMS, IMPLEMENTATIONS, meta_gradient, resolve_implementation
 from fomaml_utils.memory import peak_memory_bytes
+from fomaml_utils.mnist import IDX_FILES, MNISTDataError
 from fomaml_utils.models import ARCHITECTURES, MLP, build_model
-from fomaml_utils.seeding import seed_everything
+from fomaml_utils.seeding import MAX_SEED, seed_everything
 from fomaml_utils.tasks import SPLITS, FewShotSampler
 from fomaml_utils.training import OPTIMIZERS, SCHEDULES, DivergenceError, History, meta_train
 
@@ -123,15 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="meta-test tasks (the 95%% confidence interval shrinks like 1/sqrt of this)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--seed", type=_non_negative_int, default=0,
-                     help="seeds initialisation, task sampling and meta-test tasks")
+    run.add_argument("--seed", type=_seed, default=0,
+                     help="seeds initialisation, task sampling and meta-test tasks (0 to 2**64 - 1)")
     run.add_argument("--out", type=Path, default=None,
                      help="output directory (default: runs/<name>-<hash of the settings>, e.g. "
                           "runs/fomaml-unseen-digits-5w1s-mlp-seed0-3f2a9c)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the run already in --out (without it, such an --out is refused)")
     run.add_argument("--data-root", type=Path, default=None,
-                     help="folder holding MNIST/raw/ (default: the repository's data/)")
+                     help="folder holding MNIST/raw/, which must be there already: build it with "
+                     "`python -m fomaml_utils.mnist --root DIR` (default: $FOMAML_DATA or the repository's "
+                     "data/, built on first use as `make data` does)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar (shown by default)")
     run.add_argument("--threads", type=_positive_int, default=None,
                      help="torch CPU threads (default: torch's choice; 1 is often faster on a busy machine)")
@@ -170,6 +178,25 @@ def check_out(out: Path, overwrite: bool) -> bool:
     created = not out.exists()
     check_writable_folder(out, "--out")
     return created
+
+
+def check_data_root(root: Path | None) -> None:
+    """Refuse a ``--data-root`` that does not hold the four MNIST files, saying how to build them.
+
+    A folder given on purpose is only read, never built: a typo must not create a folder and fetch 53 MB.
+    ``None`` (the default root, ``$FOMAML_DATA`` or the repository's ``data/``) is built on first use, as
+    ``make data`` does. Raises ``ValueError`` with one sentence.
+    """
+    if root is None:
+        return
+    build = (f"build MNIST there with `python -m fomaml_utils.mnist --root {root}`, or leave out --data-root "
+             "to use the default")
+    if not root.is_dir():
+        raise ValueError(f"--data-root {str(root)!r} {'is not a folder' if root.exists() else 'does not exist'}; {build}")
+    raw = root / "MNIST" / "raw"
+    missing = [name for name in IDX_FILES if not (raw / name).is_file()]
+    if missing:
+        raise ValueError(f"--data-root {str(root)!r} holds no MNIST ({raw} lacks {', '.join(missing)}); {build}")
 
 
 def eval_inner_steps(args: argparse.Namespace) -> int:
@@ -219,7 +246,7 @@ class RunResult:
         metrics = self.metrics()
         checkpoint = save_checkpoint(out / "checkpoint.pt", self.model, **metrics)
         json_path = out / "metrics.json"
-        write_text_atomically(json_path, json.dumps(metrics, indent=1) + "\n")
+        write_json_atomically(json_path, metrics)  # strict JSON: an undefined number (NaN) is null
         return checkpoint, json_path
 
     def summary(self) -> str:
@@ -238,15 +265,20 @@ tasks a seed gives (notebook 03 re-scores the checkpoints on the same ones); spe
 
 def make_samplers(split: str, *, ways: int, shots: int, queries: int, seed: int = 0,
                   root: str | Path | None = None, train_shots: int | None = None) -> dict[str, FewShotSampler]:
-    """The three samplers of a run, ``{"train", "val", "test"}``, seeded ``seed``, ``seed + 1``, ``seed + 2``.
+    """The three samplers of a run, ``{"train", "val", "test"}``, seeded ``seed``, ``seed + 1``, ``seed + 2``
+    (modulo 2**64, torch's range).
 
     Meta-training tasks have ``train_shots`` support examples per class (default ``shots``), the
-    others ``shots``. Raises ``ValueError`` (from ``FewShotSampler``) naming the argument if the split
-    cannot supply such tasks, e.g. more ways than its test part has classes.
+    others ``shots``. Raises ``ValueError`` (from ``FewShotSampler``) naming the argument, split and part if
+    the split cannot supply such tasks. The meta-test parts are built first: they have the fewest classes
+    and images, so a value too large is reported against the part that limits it (``ways=100`` names the
+    12 classes of unseen-digits' test part, not the 28 of its train part).
     """
     shots_of = {"train": shots if train_shots is None else train_shots, "val": shots, "test": shots}
-    return {part: FewShotSampler(split, part, ways, shots_of[part], queries, root=root, seed=seed + i)
-            for i, part in enumerate(("train", "val", "test"))}
+    seeds = {part: (seed + i) % (MAX_SEED + 1) for i, part in enumerate(("train", "val", "test"))}
+    built = {part: FewShotSampler(split, part, ways, shots_of[part], queries, root=root, seed=seeds[part])
+             for part in ("test", "val", "train")}
+    return {part: built[part] for part in ("train", "val", "test")}
 
 
 def prepare(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, FewShotSampler]]:
@@ -276,7 +308,7 @@ def run_experiment(args: argparse.Namespace, model: torch.nn.Module,
                   implementation=args.implementation)
     # Memory of one meta-step, on tasks from a separately seeded sampler (training's stream is untouched).
     probe = FewShotSampler(args.split, "train", args.ways, samplers["train"].shots, args.queries,
-                           root=args.data_root, seed=args.seed + 3).sample(args.meta_batch_size)
+                           root=args.data_root, seed=(args.seed + 3) % (MAX_SEED + 1)).sample(args.meta_batch_size)
     _, peak = peak_memory_bytes(meta_gradient, model, dict(model.named_parameters()), probe, **kwargs)
     history = meta_train(model, samplers["train"], meta_lr=args.meta_lr, meta_batch_size=args.meta_batch_size,
                          iterations=args.iterations, val_sampler=samplers["val"], val_every=args.val_every,
@@ -293,9 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_data_root(args.data_root)
         model, samplers = prepare(args)
     except ValueError as error:  # values only the data can check, e.g. more ways than classes
         parser.error(str(error))
+    except MNISTDataError as error:  # damaged data: the one line `python -m fomaml_utils.mnist` gives
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
     out = args.out if args.out is not None else Path("runs") / run_name(args)
     try:
         created = check_out(out, args.overwrite)

