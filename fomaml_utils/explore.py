@@ -11,7 +11,8 @@ Two experiments the reader can steer:
   curves are drawn beside those of the previous run. A run that diverges (NaN, or a loss blow-up
   that leaves the network at chance level) ends with a message saying so, never an exception.
 
-Both return figures and text; the notebook only displays them.
+Both return figures and text; the notebook only displays them. Figures are ``matplotlib.figure.Figure``
+objects that pyplot never sees, so a widget callback may draw them on any thread (``fomaml_utils.sliders``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from torch import nn
@@ -67,15 +67,11 @@ class AdaptationView:
     grid: Figure
     text: str
 
-    def close(self) -> None:
-        """Release the figures (matplotlib keeps open figures alive)."""
-        plt.close(self.curve)
-        plt.close(self.grid)
-
 
 def plot_accuracy_curve(results: dict[str, Evaluation], *, title: str, ways: int | None = None) -> Figure:
     """Accuracy (%) against adaptation steps for each named ``Evaluation``, with 95 % bands."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.add_subplot()
     for name, ev in results.items():
         mean = torch.tensor(ev.mean) * 100
         ci = torch.tensor(ev.ci95).nan_to_num(0.0) * 100
@@ -208,6 +204,8 @@ class MetaTrainingPlayground:
 
         ``zero_head``: keep the output layer at zero instead of meta-learning it (``meta_train``).
         """
+        if isinstance(meta_batch_size, bool) or not isinstance(meta_batch_size, int) or meta_batch_size < 1:
+            raise ValueError(f"meta_batch_size must be a positive integer (tasks per meta-step), got {meta_batch_size!r}")
         iterations = max(10, self.tasks_per_run // meta_batch_size)
         settings = dict(inner_lr=inner_lr, meta_lr=meta_lr, inner_steps=inner_steps,
                         meta_batch_size=meta_batch_size, first_order=first_order, zero_head=zero_head,
@@ -237,7 +235,8 @@ class MetaTrainingPlayground:
 
     def figure(self) -> Figure:
         """Learning curves of the latest run (solid) beside the previous one (dashed)."""
-        fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+        fig = Figure(figsize=(11, 3.6), layout="constrained")
+        ax_train, ax_val = fig.subplots(1, 2)
         shown = self.runs[-2:]
         for k, run in enumerate(shown):
             latest = k == len(shown) - 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -68,7 +67,8 @@ def plot_task(
         max_queries_per_class: draw at most this many queries per label (all are used for nothing else).
 
     Returns a ``matplotlib.figure.Figure`` with ``ways * (shots + min(queries, max_queries_per_class))``
-    image axes (fewer only if some label has fewer images). Close it when done (``plt.close(fig)``).
+    image axes (fewer only if some label has fewer images). The figure is not registered with pyplot
+    (safe to draw from a widget callback on any thread); a notebook shows it when it is a cell's value.
     """
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < batch.num_tasks:
         raise ValueError(f"index={index!r} but the batch has only {batch.num_tasks} tasks "
@@ -90,7 +90,7 @@ def plot_task(
     shown = max(len(r) for r in query_rows)
     queries = len(query_y) // ways
 
-    fig = plt.figure(figsize=(1.3 * ways + 0.4, 1.45 * (shots + shown) + 1.2), layout="constrained")
+    fig = Figure(figsize=(1.3 * ways + 0.4, 1.45 * (shots + shown) + 1.2), layout="constrained")
     fig.suptitle(title if title is not None else f"Task {index}: {ways}-way {shots}-shot")
     parts = [("Support", support_x, support_rows, shots, f"{shots} per label")]
     if shown:

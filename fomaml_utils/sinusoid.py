@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
@@ -304,10 +305,9 @@ def plot_adaptation(
     (:func:`support_points`) and, for each named initialisation, the prediction after ``steps``
     gradient steps of size ``inner_lr`` on those points. Nothing is trained: each call only runs
     the inner loop (a few milliseconds on this small MLP). Arguments must lie within
-    :data:`SLIDER_LIMITS`. Draws on ``ax`` (a new figure if ``None``) and returns it.
+    :data:`SLIDER_LIMITS`. Draws on ``ax`` (if ``None``, on a new ``Figure`` that pyplot never sees, so a
+    widget callback may call this on any thread) and returns it.
     """
-    import matplotlib.pyplot as plt
-
     _check_slider("amplitude", amplitude)
     _check_slider("phase", phase)
     _check_slider("shots", shots, integer=True)
@@ -315,7 +315,7 @@ def plot_adaptation(
     if not initialisations:
         raise ValueError("initialisations must name at least one set of parameters")
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
+        ax = Figure(figsize=(7, 4)).add_subplot()
     support_x, support_y = support_points(amplitude, phase, shots, seed=seed)
     _draw_task(ax, amplitude, phase, support_x, support_y)
     for name, params in initialisations.items():

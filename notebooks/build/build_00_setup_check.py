@@ -29,6 +29,7 @@ environment and the data.
 **How long it runs.** About 15 seconds on a laptop CPU (most of it loading MNIST once).""")
 
 code(r"""# NBVAL_IGNORE_OUTPUT
+%matplotlib inline
 import platform
 
 import torch
@@ -118,7 +119,8 @@ print("query labels of task 0:", tasks.query_y[0].tolist())
 print("the class behind each label:", sampler.task_classes(class_idx[0]))""")
 
 code(r"""fig = plot_task(tasks, classes=sampler.task_classes(class_idx[0]),
-                title='Split "digits", part train: a 5-way 1-shot task')""")
+                title='Split "digits", part train: a 5-way 1-shot task')
+fig""")
 
 md(r"""The support row holds one image per label; the query rows below hold three more images of each
 class. Labels are assigned at random: here label 0 is digit 6 and label 4 is digit 8, and a learner
@@ -132,7 +134,8 @@ code(r"""sampler = FewShotSampler("unseen-digits", "test", ways=5, shots=1, quer
 tasks, class_idx = sampler.sample(1, return_classes=True)
 print("the class behind each label:", sampler.task_classes(class_idx[0]))
 fig = plot_task(tasks, classes=sampler.task_classes(class_idx[0]),
-                title='Split "unseen-digits", part test: a 5-way 1-shot task')""")
+                title='Split "unseen-digits", part test: a 5-way 1-shot task')
+fig""")
 
 md(r"""With only three digits, a 5-way test task always repeats a digit in different orientations:
 here three rotations of 9 and two of 8, so telling classes apart means telling rotations apart.
@@ -147,7 +150,8 @@ code(r"""sampler = FewShotSampler("unseen-digits-5", "train", ways=5, shots=1, q
 tasks, class_idx = sampler.sample(1, return_classes=True)
 print("the class behind each label:", sampler.task_classes(class_idx[0]))
 fig = plot_task(tasks, classes=sampler.task_classes(class_idx[0]),
-                title='Split "unseen-digits-5", part train: a 5-way 1-shot task')""")
+                title='Split "unseen-digits-5", part train: a 5-way 1-shot task')
+fig""")
 
 md(r"""The five classes are digits 0–4, as in every task of this part: only the labels and the
 images change from task to task. Labels are shuffled, so no fixed classifier can score above chance, but a

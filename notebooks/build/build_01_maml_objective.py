@@ -48,10 +48,11 @@ code(r"""
 import inspect
 
 import torch
-from ipywidgets import FloatSlider, IntSlider, interact
+from ipywidgets import FloatSlider, IntSlider
 from matplotlib.figure import Figure
 
 from fomaml_utils.seeding import seed_everything
+from fomaml_utils.sliders import FigurePanel
 from fomaml_utils import quadratic as quad
 
 generator = seed_everything(0, threads=1)  # seeds, and one torch thread: results depend on the thread count
@@ -325,13 +326,13 @@ directly, draws a warning instead of the divergent points.
 code(r"""
 # NBVAL_IGNORE_OUTPUT
 lo, hi, step = quad.inner_lr_slider_range(tasks)
-interact(
+FigurePanel(
     lambda inner_lr, inner_steps: quad.plot_landscape(tasks, inner_lr, inner_steps),
-    inner_lr=FloatSlider(value=0.2, min=lo, max=hi, step=step, description="α (inner_lr)",
-                         readout_format=".2f"),
-    inner_steps=IntSlider(value=1, min=quad.INNER_STEPS_RANGE[0], max=quad.INNER_STEPS_RANGE[1],
-                          description="k (inner_steps)"),
-);
+    dict(inner_lr=FloatSlider(value=0.2, min=lo, max=hi, step=step, description="α (inner_lr)",
+                              readout_format=".2f"),
+         inner_steps=IntSlider(value=1, min=quad.INNER_STEPS_RANGE[0], max=quad.INNER_STEPS_RANGE[1],
+                               description="k (inner_steps)")),
+)
 """)
 
 md(r"""

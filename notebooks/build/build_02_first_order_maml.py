@@ -762,22 +762,24 @@ the first $K$ of a fixed set of 20, so adding shots adds points rather than movi
 
 code(r"""
 # NBVAL_IGNORE_OUTPUT
-from ipywidgets import FloatSlider, IntSlider, interact
+from ipywidgets import FloatSlider, IntSlider
+
+from fomaml_utils.sliders import FigurePanel
 
 limits = sinusoid.SLIDER_LIMITS
 
 
 def redraw(amplitude, phase, shots, steps):
-    sinusoid.plot_adaptation(model, initialisations[10], amplitude=amplitude, phase=phase, shots=shots,
-                             steps=steps, inner_lr=0.01)
-    plt.show()
+    ax = sinusoid.plot_adaptation(model, initialisations[10], amplitude=amplitude, phase=phase, shots=shots,
+                                  steps=steps, inner_lr=0.01)
+    return ax.figure
 
 
-interact(redraw,
-         amplitude=FloatSlider(value=3.0, min=limits["amplitude"][0], max=limits["amplitude"][1], step=0.1),
-         phase=FloatSlider(value=1.0, min=limits["phase"][0], max=limits["phase"][1], step=0.05),
-         shots=IntSlider(value=5, min=limits["shots"][0], max=limits["shots"][1]),
-         steps=IntSlider(value=1, min=limits["steps"][0], max=limits["steps"][1]));
+FigurePanel(redraw, dict(
+    amplitude=FloatSlider(value=3.0, min=limits["amplitude"][0], max=limits["amplitude"][1], step=0.1),
+    phase=FloatSlider(value=1.0, min=limits["phase"][0], max=limits["phase"][1], step=0.05),
+    shots=IntSlider(value=5, min=limits["shots"][0], max=limits["shots"][1]),
+    steps=IntSlider(value=1, min=limits["steps"][0], max=limits["steps"][1])))
 """)
 
 md(r"""

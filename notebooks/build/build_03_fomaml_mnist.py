@@ -58,7 +58,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from ipywidgets import Checkbox, FloatLogSlider, IntSlider, interact, interact_manual
+from IPython.display import display
+from ipywidgets import Checkbox, FloatLogSlider, IntSlider
 
 from fomaml_utils.approx import approx
 from fomaml_utils.baselines import pretrain, with_fresh_head
@@ -71,6 +72,7 @@ from fomaml_utils.mnist import load_mnist
 from fomaml_utils.models import build_model
 from fomaml_utils.plots import plot_task
 from fomaml_utils.seeding import seed_everything
+from fomaml_utils.sliders import FigurePanel
 from fomaml_utils.tasks import SPLITS, FewShotSampler
 from fomaml_utils.training import History, meta_train
 
@@ -124,6 +126,7 @@ batch, class_idx = sampler.sample(1, return_classes=True)
 print({name: list(t.shape) for name, t in zip(batch._fields, batch)})
 fig = plot_task(batch, classes=sampler.task_classes(class_idx[0]), max_queries_per_class=3,
                 title="A 5-way 1-shot test task of unseen-digits (support above, first 3 queries per label below)")
+fig
 """)
 
 md(r"""
@@ -567,10 +570,9 @@ classes = show.task_classes(class_idx[0])
 for steps in (0, 10):
     predictions, _ = adapted_predictions(fomaml_1, batch, inner_lr=0.1, inner_steps=steps)
     accuracy = (predictions == batch.query_y[0]).float().mean()
-    plot_task(batch, classes=classes, predictions=predictions, max_queries_per_class=4,
-              title=f"FOMAML initialisation (zero head), {'before adaptation' if steps == 0 else 'after 10 steps'}: "
-                    f"{100 * accuracy:.1f} % of the 75 queries right")
-plt.show()
+    display(plot_task(batch, classes=classes, predictions=predictions, max_queries_per_class=4,
+                      title=f"FOMAML initialisation (zero head), {'before adaptation' if steps == 0 else 'after 10 steps'}: "
+                            f"{100 * accuracy:.1f} % of the 75 queries right"))
 """)
 
 md(r"""
@@ -668,14 +670,13 @@ settings, so you can see them without a running kernel.
 
 code(r"""
 # NBVAL_IGNORE_OUTPUT
-def show_view(ways=5, shots=1, inner_steps=10, inner_lr=0.1):
+def show_view(ways, shots, inner_steps, inner_lr):
     view = adaptation_view(fomaml_1, ways=ways, shots=shots, inner_steps=inner_steps, inner_lr=inner_lr)
-    print(view.text)
-    plt.show()
+    return view.text, [view.curve, view.grid]
 
-interact(show_view, ways=IntSlider(5, 2, 5, description="ways"), shots=IntSlider(1, 1, 5, description="shots"),
-         inner_steps=IntSlider(10, 0, 20, description="steps k"),
-         inner_lr=FloatLogSlider(0.1, base=10, min=-2, max=0.3, description="α"));
+FigurePanel(show_view, dict(ways=IntSlider(5, 2, 5, description="ways"), shots=IntSlider(1, 1, 5, description="shots"),
+                            inner_steps=IntSlider(10, 0, 20, description="steps k"),
+                            inner_lr=FloatLogSlider(0.1, base=10, min=-2, max=0.3, description="α")))
 """)
 
 code(r"""
@@ -684,7 +685,7 @@ ev = view.evaluation
 print(f"5-way 1-shot, α = 0.1: query accuracy {ev.summary(0)} before adaptation, "
       f"{approx(100 * ev.mean[-1], 80.0, 0.3, fmt='.1f', unit=' %', ci=100 * ev.ci95[-1])} after 10 steps "
       f"({ev.num_tasks} tasks; chance 20.0 %)")
-plt.show()
+display(view.curve, view.grid)
 """)
 
 md(r"""
@@ -705,19 +706,18 @@ code(r"""
 # NBVAL_IGNORE_OUTPUT
 playground = MetaTrainingPlayground()
 
-def run_short(inner_lr=0.1, meta_lr=1e-3, inner_steps=5, meta_batch_size=32, first_order=True, zero_head=True):
-    print(playground.run(inner_lr=inner_lr, meta_lr=meta_lr, inner_steps=inner_steps,
-                         meta_batch_size=meta_batch_size, first_order=first_order, zero_head=zero_head).message)
-    playground.figure()
-    plt.show()
+def run_short(inner_lr, meta_lr, inner_steps, meta_batch_size, first_order, zero_head):
+    run = playground.run(inner_lr=inner_lr, meta_lr=meta_lr, inner_steps=inner_steps,
+                         meta_batch_size=meta_batch_size, first_order=first_order, zero_head=zero_head)
+    return run.message, playground.figure()
 
-interact_manual.opts["manual_name"] = "Run"
-interact_manual(run_short, inner_lr=FloatLogSlider(0.1, base=10, min=-2, max=1, description="α"),
-                meta_lr=FloatLogSlider(1e-3, base=10, min=-4, max=0, description="β"),
-                inner_steps=IntSlider(5, 1, 10, description="steps k"),
-                meta_batch_size=IntSlider(32, 4, 64, step=4, description="meta-batch"),
-                first_order=Checkbox(True, description="first order (FOMAML)"),
-                zero_head=Checkbox(True, description="zero head"));
+FigurePanel(run_short, dict(inner_lr=FloatLogSlider(0.1, base=10, min=-2, max=1, description="α"),
+                            meta_lr=FloatLogSlider(1e-3, base=10, min=-4, max=0, description="β"),
+                            inner_steps=IntSlider(5, 1, 10, description="steps k"),
+                            meta_batch_size=IntSlider(32, 4, 64, step=4, description="meta-batch"),
+                            first_order=Checkbox(True, description="first order (FOMAML)"),
+                            zero_head=Checkbox(True, description="zero head")),
+            button="Run", busy="Meta-training a fresh network…")
 """)
 
 code(r"""
@@ -728,7 +728,6 @@ print(f"Finished {h.iteration[-1]} meta-steps: meta-validation accuracy "
       f"{approx(100 * h.val_accuracy[-1], 76.15, 0.3, fmt='.1f', unit=' %')} after (chance 20.0 %)")
 print(static.run(inner_lr=10.0, meta_lr=1.0, inner_steps=5, meta_batch_size=32).message)
 static.figure()
-plt.show()
 """)
 
 md(r"""
