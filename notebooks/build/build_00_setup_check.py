@@ -3,7 +3,7 @@
 Run from the repository root, then execute the notebook to store its outputs:
 
     .venv/bin/python notebooks/build/build_00_setup_check.py
-    .venv/bin/python notebooks/build/execute.py notebooks/00_setup_check.ipynb
+    .venv/bin/python notebooks/build/execute.py notebooks/00_setup_check.ipynb   (or `make outputs` for all)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Run from the repository root, then execute the notebook to store its outputs:
 
     .venv/bin/python notebooks/build/build_01_maml_objective.py
-    cd notebooks && ../.venv/bin/jupyter nbconvert --to notebook --execute --inplace 01_maml_objective.ipynb
+    .venv/bin/python notebooks/build/execute.py notebooks/01_maml_objective.ipynb   (or `make outputs` for all)
 """
 
 from __future__ import annotations

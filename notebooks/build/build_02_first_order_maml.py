@@ -4,11 +4,7 @@ Run from the repository root, then execute the notebook to store its outputs (wi
 timestamps, so that re-running changes only what really changed):
 
     .venv/bin/python notebooks/build/build_02_first_order_maml.py
-    cd notebooks && ../.venv/bin/jupyter nbconvert --to notebook --execute --inplace \
-        --ExecutePreprocessor.record_timing=False 02_first_order_maml.ipynb
-
-(``notebooks/build/execute.py`` would also drop the widget state, but with ``store_widget_state=False``
-nbclient fails with a KeyError when an ``interact`` cell draws into its Output widget, as ours does.)
+    .venv/bin/python notebooks/build/execute.py notebooks/02_first_order_maml.ipynb   (or `make outputs` for all)
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Run from the repository root, then execute the notebook to store its outputs (``
 as ``make outputs`` runs it; about a minute on 2 cores):
 
     .venv/bin/python notebooks/build/build_03_fomaml_mnist.py
-    .venv/bin/python notebooks/build/execute.py notebooks/03_fomaml_mnist.ipynb
+    .venv/bin/python notebooks/build/execute.py notebooks/03_fomaml_mnist.ipynb   (or `make outputs` for all)
 """
 
 from __future__ import annotations
