@@ -459,9 +459,11 @@ def _restore_if_changed(model: nn.Module, snapshot: tuple[dict, dict, bool]) -> 
     """Put back ``model``'s state, ``.grad`` and mode if they differ from ``snapshot``; True if they did."""
     state, grads, training = snapshot
     now_state, now_grads, now_training = _snapshot(model)
-    changed = now_training != training or any(not torch.equal(state[k], now_state[k]) for k in state) or any(
-        (grads[k] is None) != (now_grads[k] is None) or (grads[k] is not None and not torch.equal(grads[k], now_grads[k]))
-        for k in grads)
+    def same_grad(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+        return a is b is None or (a is not None and b is not None and torch.equal(a, b))
+
+    changed = (now_training != training or any(not torch.equal(state[k], now_state[k]) for k in state)
+               or not all(same_grad(grads[k], now_grads[k]) for k in grads))
     if changed:
         with torch.no_grad():
             for k, v in model.state_dict(keep_vars=True).items():
@@ -529,8 +531,10 @@ def check_meta_step(model: nn.Module, step_fn: StepFn, batch: TaskBatch, *, make
 
     ``step_fn(model, batch)`` — or ``step_fn(model, batch, optimizer)`` when ``make_optimizer(model)`` is
     given — performs one meta-update of ``model`` in place from ``batch``, a ``TaskBatch`` of at least 2
-    tasks. The check makes about six steps (each on a fresh copy in ``dtype``, with a fresh optimizer and
-    ``torch.manual_seed(seed)``), so use a small model and batch. ``model`` itself, its ``.grad`` and the
+    tasks. The check makes up to five steps, each on a copy in ``dtype`` after ``torch.manual_seed(seed)``:
+    from θ with a fresh optimizer (the batch as given, its tasks reversed, its query labels changed), and
+    twice from the first step's weights and optimizer state (with and without the ``.grad`` it left).
+    Use a small model and batch. ``model`` itself, its ``.grad`` and the
     global random state are unchanged afterwards; a step that changes them anyway (e.g. an optimizer made
     outside ``step_fn`` over ``model``'s parameters) is undone and refused with a ``ValueError``.
 

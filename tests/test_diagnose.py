@@ -260,6 +260,65 @@ def test_batchnorm_running_statistics_carried_between_tasks():
     assert correct.ok and any(p.startswith("7 ") for p in correct.passed), str(correct)
 
 
+def popular_loop_step(model, batch, optimizer):
+    """The blog loop of issue 13: one copy (load_state_dict) fine-tuned on every task in turn with a fresh SGD
+    and no zero_grad, then a "meta loss" on the last task's own support data; backward() fills the copy."""
+    fast = MLP(in_features=4, hidden=(8,), out_features=3).double()
+    fast.load_state_dict(model.state_dict())
+    for sx, sy, qx, qy in zip(*batch):
+        inner = torch.optim.SGD(fast.parameters(), lr=INNER_LR)
+        for _ in range(INNER_STEPS):
+            F.cross_entropy(fast(sx), sy).backward()
+            inner.step()
+    F.cross_entropy(fast(sx), sy).backward()
+    optimizer.step()
+
+
+def test_the_popular_blog_loop_shows_no_update_first():
+    report = check(popular_loop_step)
+    assert report.codes == ("no-update",), str(report)
+    assert any(s.startswith("2, 3, 4, 6") for s in report.skipped)
+
+
+def inner_optimizer_step(model, batch, optimizer, *, inner_zero_grad: bool = True):
+    """FOMAML with an inner SGD on a per-task copy whose query gradient is added to the model's .grad."""
+    optimizer.zero_grad()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    for sx, sy, qx, qy in zip(*batch):
+        fast = copy.deepcopy(model)
+        inner = torch.optim.SGD(fast.parameters(), lr=INNER_LR)
+        for _ in range(INNER_STEPS):
+            if inner_zero_grad:
+                inner.zero_grad()
+            F.cross_entropy(fast(sx), sy).backward()
+            inner.step()
+        inner.zero_grad()
+        (F.cross_entropy(fast(qx), qy) / batch.num_tasks).backward()
+        for p, q in zip(model.parameters(), fast.parameters()):
+            p.grad += q.grad
+    optimizer.step()
+
+
+def test_inner_loop_without_zero_grad_is_a_gradient_mismatch():
+    # Accumulation inside the inner loop never reaches the next meta-step: only the comparison with the
+    # true meta-gradient sees it.
+    kwargs = dict(algorithm="fomaml", inner_lr=INNER_LR, inner_steps=INNER_STEPS)
+    assert check(lambda m, b, o: inner_optimizer_step(m, b, o, inner_zero_grad=False), **kwargs).codes == (
+        "gradient-mismatch",)
+    assert check(inner_optimizer_step, **kwargs).ok
+
+
+@pytest.mark.parametrize("step, code", [(fomaml_step, None), (gradients_into_copy_step, "no-update"),
+                                        (no_zero_grad_step, "grad-accumulates"),
+                                        (shared_copy_step, "shared-adapted-copy"),
+                                        (support_only_step, "query-ignored")])
+def test_symptoms_1_to_4_are_found_under_adam_too(step, code):
+    adam = lambda m: torch.optim.Adam(m.parameters(), lr=0.01)  # noqa: E731
+    report = check_meta_step(make_model(), step, make_batch(), make_optimizer=adam)
+    assert report.codes == (() if code is None else (code,)), str(report)
+
+
 # --------------------------------------------------------------------------- what the check promises
 
 
