@@ -14,7 +14,7 @@ what a correct step must do::
 
 Let θ be the model's parameters before the step and Δ = θ_after − θ the update it makes. A correct
 meta-step computes g = (1/T) Σ_t ∇_θ L_Q,t(θ′_t(θ)) with every task adapted from θ itself, and moves θ
-along −g. The numbers of the symptoms are those of issue 13 (notebook 04):
+along −g. The symptoms, by the bug behind each:
 
 1. ``no-update``: Δ = 0 bit for bit — the gradients landed in a copy of the model.
 2. ``grad-accumulates``: Δ depends on the ``.grad`` left over by the previous step (no ``zero_grad``).
@@ -65,7 +65,7 @@ MakeOptimizer = Callable[[nn.Module], torch.optim.Optimizer]
 class Symptom:
     """One thing a check found wrong.
 
-    code:     short stable name, e.g. ``"no-update"``; bug: its number in issue 13 (1-8).
+    code:     short stable name, e.g. ``"no-update"``; bug: its number in the module docstring's list (1-8).
     summary:  what is wrong, one sentence; evidence: the numbers that show it.
     look_at:  where in the code the cause usually is; fix: what to change.
     """

@@ -261,7 +261,7 @@ def test_batchnorm_running_statistics_carried_between_tasks():
 
 
 def popular_loop_step(model, batch, optimizer):
-    """The blog loop of issue 13: one copy (load_state_dict) fine-tuned on every task in turn with a fresh SGD
+    """A popular blog tutorial's loop: one copy (load_state_dict) fine-tuned on every task in turn with a fresh SGD
     and no zero_grad, then a "meta loss" on the last task's own support data; backward() fills the copy."""
     fast = MLP(in_features=4, hidden=(8,), out_features=3).double()
     fast.load_state_dict(model.state_dict())
