@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data
 
-.PHONY: setup data lab test portability outputs bench clean
+.PHONY: setup data lab test test-browser chromium portability outputs bench clean
 
 setup: $(STAMP) data
 
@@ -24,14 +24,40 @@ $(STAMP): pyproject.toml constraints.txt
 data: $(STAMP)
 	$(PY) -m fomaml_utils.mnist --root $(DATA)
 
-# --allow-root: containers and course servers often run as root, where JupyterLab otherwise refuses to start.
+# JupyterLab on 127.0.0.1 only, with a token (its own, or $$JUPYTER_TOKEN), serving LAB_ROOT. As root it
+# refuses to start without --allow-root; containers and course servers often run as root, so it is added there.
+LAB_ROOT ?= notebooks
+LAB_PORT ?= 8888
 lab: setup
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=notebooks --allow-root
+	@if [ "$$(id -u)" = 0 ]; then echo "make lab: running as root, so JupyterLab is started with --allow-root"; fi
+	@echo "make lab: serving $(LAB_ROOT)/ on http://127.0.0.1:$(LAB_PORT)/lab (open the address with the token printed below)"
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+		--ServerApp.root_dir=$(LAB_ROOT) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # Unit tests and nbval over every notebook, then the portability check.
 test: setup
 	$(PY) -m pytest
 	$(PY) -m fomaml_utils.portability --notebooks
+
+# What a reader sees in JupyterLab, in a real browser (tests/browser): Playwright from PyPI driving the system's
+# Chromium, against the JupyterLab that `make lab` starts. Neither is needed by `make test`.
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[lab,test,browser]'
+	touch $@
+
+# Debian's Chromium, installed with apt-get when missing (as root); never `playwright install`, which downloads
+# browsers. CHROMIUM=/path/to/chrome uses another binary.
+chromium:
+	@if [ -n "$(CHROMIUM)" ] || command -v chromium >/dev/null; then exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "make chromium: installing Debian's chromium with apt-get"; \
+		apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
+	else echo "make test-browser needs Chromium: run 'sudo apt-get install chromium', or set CHROMIUM=/path/to/chrome"; exit 1; fi
+
+test-browser: setup $(BROWSER_STAMP) chromium
+	$(PY) -m pytest tests/browser --browser -p no:cacheprovider
+	@cat tests/browser/screenshots/report.md
 
 # The notebooks again under numeric settings that change float results as another CPU would, after a probe
 # that shows each setting does change them here (fomaml_utils/portability.py).
