@@ -69,8 +69,9 @@ def check_writable_folder(folder: Path, flag: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
             pass
     except OSError as error:
-        raise ValueError(f"cannot write to {flag} {str(folder)!r}: {error.strerror or error}; "
-                         "choose a folder you can write to") from None
+        file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{str(file)!r} is a file, not a folder" if file else error.strerror or error
+        raise ValueError(f"cannot write to {flag} {str(folder)!r}: {reason}; choose a folder you can write to") from None
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -61,7 +61,7 @@ def test_check_writable_folder_creates_the_folder_and_names_the_flag_when_it_can
     check_writable_folder(tmp_path / "a" / "b", "--out")
     assert (tmp_path / "a" / "b").is_dir() and not list((tmp_path / "a" / "b").iterdir())
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match="cannot write to --out .*file/run"):
+    with pytest.raises(ValueError, match="cannot write to --out .*file/run'.*file' is a file, not a folder"):
         check_writable_folder(tmp_path / "file" / "run", "--out")
 
 
