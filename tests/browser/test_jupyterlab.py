@@ -196,11 +196,12 @@ def move(notebook: NotebookPage, panel: int, slider) -> tuple[str, float]:
     readout = slider.locator(".widget-readout")
     before_value, before_images = readout.inner_text(), notebook.panel_images(panel)
     handle = slider.locator(".noUi-handle")
-    for key in ("ArrowLeft", "ArrowRight"):
+    for key in ("ArrowLeft", "ArrowRight"):  # right only where left does nothing (the slider at its minimum)
         handle.focus()
         start = time.monotonic()
         handle.press(key)
-        time.sleep(0.05)
+        while readout.inner_text() == before_value and time.monotonic() - start < 2:
+            time.sleep(0.02)
         if readout.inner_text() != before_value:
             break
     else:
