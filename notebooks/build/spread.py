@@ -6,7 +6,7 @@ given once per setting of ``SETTINGS`` below (each changes float results on an x
 CPU would; ``python -m fomaml_utils.portability`` shows that they do), collects every ≈ figure, and writes a
 Markdown table (``notebooks/build/spread-<notebook>.md``): each figure's line, its value under each setting,
 the middle of the range and its half-width. ``notebooks/build/tolerances.md`` gives the rule that turns these
-tables into the expected values and tolerances of the generators. Widget cells are left out of the runs.
+tables into the expected values and tolerances written in the notebooks. Widget cells are left out of the runs.
 Run from the repository root (about ten minutes for notebooks 02 and 03)::
 
     .venv/bin/python notebooks/build/spread.py notebooks/02_first_order_maml.ipynb notebooks/03_fomaml_mnist.ipynb
