@@ -115,9 +115,10 @@ class Evaluation:
         if step not in self.steps:
             raise ValueError(f"step must be one of 0..{self.steps[-1]}, got {step!r}")
         mean, ci = self.mean[step], self.ci95[step]
-        if self.metric == "accuracy":
-            return f"{100 * mean:.1f} % ± {100 * ci:.1f}"
-        return f"{mean:.3f} ± {ci:.3f}"
+        scale, fmt, unit = (100, ".1f", " %") if self.metric == "accuracy" else (1, ".3f", "")
+        if not math.isfinite(ci):  # one task: no spread to estimate an interval from
+            return f"{scale * mean:{fmt}}{unit} (no interval from {self.num_tasks} task)"
+        return f"{scale * mean:{fmt}}{unit} ± {scale * ci:{fmt}}"
 
     def to_dict(self) -> dict:
         """The summary numbers as plain Python types (JSON-friendly); ``per_task`` is left out."""

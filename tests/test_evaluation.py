@@ -141,6 +141,8 @@ def test_summary_formats_accuracy_in_percent_and_mse_with_three_decimals():
     assert accuracy.summary() == "78.4 % ± 0.9"
     assert accuracy.summary(0) == "20.0 % ± 1.0"
     assert Evaluation([0], [0.12345], [0.0101], "mse", 3).summary(0) == "0.123 ± 0.010"
+    assert Evaluation([0], [0.8], [float("nan")], "accuracy", 1).summary() == "80.0 % (no interval from 1 task)"
+    assert Evaluation([0], [0.5], [float("nan")], "mse", 1).summary() == "0.500 (no interval from 1 task)"
     assert accuracy.to_dict() == {"steps": [0, 1], "mean": [0.2, 0.78412], "ci95": [0.01, 0.0091],
                                   "metric": "accuracy", "num_tasks": 10}
     with pytest.raises(ValueError, match="step"):
