@@ -338,8 +338,9 @@ def check_gradient(update: Mapping[str, torch.Tensor], model: nn.Module, params:
                 "graph-cut", 6, "The step claims exact MAML but computes FOMAML's gradient: the graph is cut.",
                 f"the update is parallel to FOMAML's gradient (sin of the angle {off_fo:.2g}) and not to the "
                 f"finite-difference gradient of the MAML objective ({off_ref:.2g}; the two differ by {gap:.2g})",
-                "the inner loop: weights updated in place or through .data, .detach(), torch.no_grad(), or "
-                "autograd.grad without create_graph=True. The update then happens outside autograd's graph.",
+                "the inner loop: weights updated through .data, or in place under torch.no_grad() (as an "
+                "optimizer's step() does), .detach(), or autograd.grad without create_graph=True. The update then "
+                "happens outside autograd's graph.",
                 "write each inner step out of place, adapted = {k: p - inner_lr * g[k]} with grads from "
                 "torch.autograd.grad(loss, ..., create_graph=True) (fomaml_utils.maml.adapt with "
                 "first_order=False)."), said
