@@ -27,13 +27,15 @@ from typing import Any
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-__all__ = ["Drawing", "FigurePanel", "png_bytes", "STATIC_NOTE"]
+__all__ = ["Drawing", "FigurePanel", "png_bytes", "STATIC_NOTE", "MANUAL_NOTE", "CHECKBOX_NOTE"]
 
 Drawing = Figure | Sequence[Figure] | tuple[str, Figure | Sequence[Figure]]
 """What a panel's ``draw`` returns: figures, optionally after one line of text for the reader."""
 
 STATIC_NOTE = "Run the cells above to use the sliders; until then, this is what they show at their starting values."
 MANUAL_NOTE = "Run the cells above to use the sliders and the button."
+CHECKBOX_NOTE = "Run the cells above to use the checkboxes and the button."
+"""The note of a button panel whose controls are all checkboxes (``MANUAL_NOTE`` otherwise)."""
 
 
 def png_bytes(fig: Figure, dpi: float = 100) -> bytes:
@@ -97,7 +99,8 @@ class FigurePanel(widgets.VBox):
         self.add_class("fomaml-figure-panel")  # how the browser test finds panels
         if self.button:
             self.button.on_click(lambda _: self.request())
-            self._static_note = MANUAL_NOTE
+            only_checkboxes = all(isinstance(c, widgets.Checkbox) for c in self.controls.values())
+            self._static_note = CHECKBOX_NOTE if only_checkboxes else MANUAL_NOTE
         else:
             for control in self.controls.values():
                 control.observe(lambda _: self.request(), names="value")

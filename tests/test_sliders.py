@@ -19,7 +19,7 @@ from fomaml_utils.explore import MetaTrainingPlayground, plot_accuracy_curve  # 
 from fomaml_utils.evaluation import Evaluation  # noqa: E402
 from fomaml_utils.models import MLP  # noqa: E402
 from fomaml_utils.plots import plot_task  # noqa: E402
-from fomaml_utils.sliders import MANUAL_NOTE, STATIC_NOTE, FigurePanel, png_bytes  # noqa: E402
+from fomaml_utils.sliders import CHECKBOX_NOTE, MANUAL_NOTE, STATIC_NOTE, FigurePanel, png_bytes  # noqa: E402
 from fomaml_utils.taskbatch import TaskBatch  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -138,6 +138,9 @@ def test_stored_output_shows_figures_and_a_note_not_a_repr():
     assert bundle["image/png"]
     button_bundle = FigurePanel(lambda a: line_figure(a), {"a": FloatSlider(1.0)}, button="Run")._repr_mimebundle_()
     assert button_bundle["text/plain"] == MANUAL_NOTE and "image/png" not in button_bundle
+    checkbox_bundle = FigurePanel(lambda a, b: line_figure(1.0), {"a": Checkbox(False), "b": Checkbox(True)},
+                                  button="Run")._repr_mimebundle_()
+    assert checkbox_bundle["text/plain"] == CHECKBOX_NOTE and CHECKBOX_NOTE in checkbox_bundle["text/html"]
 
 
 def test_slider_labels_are_not_cut():
