@@ -1,9 +1,10 @@
-"""What a reader sees in JupyterLab: notebooks 01–03 in headless Chromium, as a reader uses them.
+"""What a reader sees in JupyterLab: notebooks 01–04 in headless Chromium, as a reader uses them.
 
-For each notebook: before running, every slider panel shows a figure and a line saying to run the cells
-(never a Python repr); after Run All, no error output, no browser console error and no blank figure;
-every slider, moved with the keyboard, redraws its figure; notebook 03's Run button finishes with the
-defaults and reports divergence at the largest step sizes. Notebook 03 is run ten times in all (Run All, then
+For each notebook: before running, every panel shows a line saying to run the cells (never a Python repr),
+and every slider panel without a button its figure; after Run All, no error output, no browser console
+error and no blank figure; in notebooks 01–03 every slider, moved with the keyboard, redraws its figure;
+notebook 03's Run button finishes with the defaults and reports divergence at the largest step sizes;
+notebook 04's Run button finishes with no bug ticked and with every bug ticked. Notebook 03 is run ten times in all (Run All, then
 nine times more from a restarted kernel), each time with every output and figure checked. Screenshots and the measured redraw times go to
 ``tests/browser/screenshots/`` (git-ignored). Run with ``make test-browser``.
 """
@@ -18,7 +19,12 @@ from pathlib import Path
 import pytest
 
 
-NOTEBOOKS = ["01_maml_objective.ipynb", "02_first_order_maml.ipynb", "03_fomaml_mnist.ipynb"]
+NOTEBOOKS = ["01_maml_objective.ipynb", "02_first_order_maml.ipynb", "03_fomaml_mnist.ipynb", "04_classic_bugs.ipynb"]
+SLIDER_NOTEBOOKS = NOTEBOOKS[:3]  # those with instant slider panels (notebook 04 has only a button panel)
+NOTES = {"04_classic_bugs.ipynb": "Run the cells above to use the checkboxes and the button"}
+"""The stored line of each notebook's panels, where it is not the sliders' one."""
+SLIDER_NOTE = "Run the cells above to use the sliders"
+STATIC_NOTE_TEXT = "until then, this is what they show"  # only panels without a button store figures
 RUN_ALL_TIMEOUT = 600  # seconds; notebook 03, the slowest, runs in about a minute on 2 cores
 REPEATS_03 = 10
 NON_WHITE = 0.005  # a figure has at least this fraction of non-white pixels; an empty one has none
@@ -173,10 +179,15 @@ def test_before_running_each_panel_shows_its_figure_and_how_to_use_it(pages, nam
     notebook = pages(name, run=False)
     texts = " ".join(notebook.page.locator(".jp-OutputArea-output").all_inner_texts())
     assert "interactive(children" not in texts and "FloatSlider(" not in texts, "a widget's Python repr is shown"
-    notes = notebook.page.locator(".jp-OutputArea-output", has_text="Run the cells above to use the sliders")
-    assert notes.count() >= 1, f"{name}: no panel shows the line saying how to use its sliders"
+    notes = notebook.page.locator(".jp-OutputArea-output", has_text=NOTES.get(name, SLIDER_NOTE))
+    assert notes.count() >= 1, f"{name}: no panel shows the line saying how to use its controls"
+    instant = notebook.page.locator(".jp-OutputArea-output", has_text=STATIC_NOTE_TEXT).count()
     stand_ins = notebook.figure_fractions(".jp-RenderedHTML img")
-    assert stand_ins and min(stand_ins) >= NON_WHITE, f"{name}: a panel's stored figure is missing or blank"
+    if name in SLIDER_NOTEBOOKS:
+        assert instant >= 1, f"{name}: no slider panel without a button"
+    if instant:  # a panel without a button stores the figure of its starting values
+        assert len(stand_ins) >= instant and min(stand_ins) >= NON_WHITE, \
+            f"{name}: a panel's stored figure is missing or blank"
     report.setdefault(name, []).append(f"before running: {notes.count()} panel(s) show a note, "
                                        f"{len(stand_ins)} stored figure(s); screenshot "
                                        f"{notebook.screenshot('before-run', notes.first)}")
@@ -216,7 +227,7 @@ def move(notebook: NotebookPage, panel: int, slider) -> tuple[str, float]:
                 f"(text: {notebook.panel_text(panel)!r})")
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", SLIDER_NOTEBOOKS)
 def test_every_slider_redraws_its_figure(pages, name):
     notebook = pages(name)
     panels = notebook.page.locator(PANEL)
@@ -289,3 +300,26 @@ def test_notebook_03_restarted_and_run_all_again_has_no_blank_figure(pages, run)
     check_after_run(notebook)
     report.setdefault(name, []).append(f"Run All {run} of {REPEATS_03}: {seconds:.0f} s, "
                                        f"{len(notebook.figure_fractions())} figures, none blank")
+
+
+def test_notebook_04_switchboard_runs_with_no_bug_then_with_every_bug(pages):
+    name = "04_classic_bugs.ipynb"
+    notebook = pages(name)
+    panel = next(p for p in range(notebook.page.locator(PANEL).count()) if notebook.panel(p).locator("button").count())
+    boxes = notebook.panel(panel).locator(".widget-checkbox input[type=checkbox]")
+    assert boxes.count() >= 6, f"{name}: the switchboard has {boxes.count()} checkboxes"
+    assert not any(boxes.nth(b).is_checked() for b in range(boxes.count())), "a bug is ticked at the start"
+    text, seconds = press_run(notebook, panel, "Finished")
+    fractions = notebook.figure_fractions(f"{PANEL} >> nth={panel} >> img")
+    assert fractions and min(fractions) >= NON_WHITE, "blank figure after Run with no bug"
+    report[name].append(f"Run with no bug ticked: {seconds:.1f} s, {text!r}")
+    for b in range(boxes.count()):
+        boxes.nth(b).click()
+    assert all(boxes.nth(b).is_checked() for b in range(boxes.count()))
+    text, seconds = press_run(notebook, panel, "Finished")
+    assert "gradients into a copy" in text and "meta-training classes" in text, text
+    fractions = notebook.figure_fractions(f"{PANEL} >> nth={panel} >> img")
+    assert fractions and min(fractions) >= NON_WHITE, "blank figure after Run with every bug"
+    report[name].append(f"Run with every bug ticked: {seconds:.1f} s, {text!r}; "
+                        f"screenshot {notebook.screenshot('run-button', notebook.panel(panel))}")
+    check_after_run(notebook)
