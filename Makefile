@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data
 
-.PHONY: setup data lab test test-browser chromium portability outputs bench clean
+.PHONY: setup data lab test test-browser chromium portability outputs bench release grade clean
 
 setup: $(STAMP) data
 
@@ -16,7 +16,7 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; found " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[lab,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[lab,test,course]'
 	touch $(STAMP)
 
 # The real MNIST as torchvision's IDX files: checked when present (fast), otherwise built from the
@@ -43,7 +43,7 @@ test: setup
 # Chromium, against the JupyterLab that `make lab` starts. Neither is needed by `make test`.
 BROWSER_STAMP := $(VENV)/.browser-installed
 $(BROWSER_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[lab,test,browser]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[lab,test,course,browser]'
 	touch $@
 
 # Debian's Chromium, installed with apt-get when missing (as root); never `playwright install`, which downloads
@@ -70,6 +70,17 @@ outputs: setup
 
 bench: setup
 	$(PY) -m fomaml_utils.bench
+
+# The course assignments (notebooks/assignments, nbgrader). `make release`: the student versions, in
+# notebooks/assignments/release/. `make grade SUBMISSIONS=folder`: autograde folder/<student>/<assignment>/
+# <assignment>.ipynb and write CSV (default grades.csv): points per student and per test, with reasons.
+CSV ?= grades.csv
+release: setup
+	$(PY) -m fomaml_utils.course release
+
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "make grade needs SUBMISSIONS=<folder of <student>/<assignment>/<assignment>.ipynb>"; exit 1; }
+	$(PY) -m fomaml_utils.course grade "$(SUBMISSIONS)" --csv "$(CSV)"
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache
