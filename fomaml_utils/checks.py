@@ -116,8 +116,9 @@ def running(name: str, where: str) -> Iterator[None]:
         raise
     except Exception as error:
         if _raised(error, NotImplementedError):
+            place = where.split(": ", 1)[0]  # the place, without a hint such as "which weights does ... use?"
             raise CheckFailed(f"{name} is not written yet: it still raises NotImplementedError. Replace the line "
-                              f"`raise NotImplementedError()` with your code in {_sentence(where)}") from None
+                              f"`raise NotImplementedError()` with your code in {_sentence(place)}") from None
         if isinstance(error, NameError):
             raise CheckFailed(f"{name} could not run: {error}. Run the cells above this one from the top "
                               f"(Run > Run All Above Selected Cell), and check {_sentence(where)}") from None

@@ -45,8 +45,8 @@ def test_close_compares_dicts_by_name_and_refuses_wrong_shapes_and_nan():
 
 
 def test_running_turns_a_stub_into_not_written_yet_even_when_wrapped():
-    with pytest.raises(CheckFailed, match=r"^f is not written yet: .*in Part 1\.$"):
-        with running("f", "Part 1"):
+    with pytest.raises(CheckFailed, match=r"^f is not written yet: .*in Part 1, f\.$"):
+        with running("f", "Part 1, f: which weights does it use?"):
             raise NotImplementedError()
     with pytest.raises(CheckFailed, match="not written yet"):
         with running("f", "Part 1"):
