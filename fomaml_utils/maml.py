@@ -87,6 +87,17 @@ def task_loss(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Ten
     return F.cross_entropy(out, y)
 
 
+def _loss_and_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
+                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``task_loss`` and ``task_accuracy`` from one forward pass (the accuracy detached)."""
+    out = functional_call(model, dict(params), (x,))
+    if y.is_floating_point():
+        return F.mse_loss(out, y), None
+    with torch.no_grad():
+        accuracy = (out.argmax(dim=-1) == y).float().mean()
+    return F.cross_entropy(out, y), accuracy
+
+
 def task_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
                   y: torch.Tensor) -> torch.Tensor | None:
     """Fraction of ``x [n, ...]`` classified as ``y [n]`` (scalar tensor), or ``None`` for regression."""
@@ -176,17 +187,17 @@ def _loop_meta_gradient(model: nn.Module, params: Params, batch: TaskBatch, *, a
                         first_order=algorithm != "maml")
         if algorithm == "reptile":
             with torch.no_grad():
-                loss = task_loss(model, adapted, qx, qy)
+                loss, accuracy = _loss_and_accuracy(model, adapted, qx, qy)
                 for k in total:
                     total[k] += params[k] - adapted[k]
         else:
-            loss = task_loss(model, adapted, qx, qy)
+            loss, accuracy = _loss_and_accuracy(model, adapted, qx, qy)
             # FOMAML: ∂θ′/∂θ = I here, so this is ∇L_Q(θ′); MAML: the chain rule through the inner loop.
             grads = torch.autograd.grad(loss, list(params.values()))
             for k, g in zip(params, grads):
                 total[k] += g
         losses.append(loss.detach())
-        accuracies.append(task_accuracy(model, adapted, qx, qy))
+        accuracies.append(accuracy)
     n = len(losses)
     return MetaGradient(
         grads={k: g / n for k, g in total.items()},

@@ -7,8 +7,10 @@ import torch
 from torch import nn
 
 from fomaml_utils.maml import MetaGradient, adapt, meta_gradient, resolve_implementation, task_loss
-from fomaml_utils.models import MLP, ConvNet
+from fomaml_utils.models import MLP, ConvNet, build_model
+from fomaml_utils.seeding import seed_everything
 from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.tasks import FewShotSampler
 
 
 ALGORITHMS = ("fomaml", "maml", "reptile")
@@ -307,3 +309,16 @@ def test_vmap_meta_gradient_handles_regression_tasks():
 def test_auto_implementation_uses_the_loop_for_convnets():
     assert resolve_implementation(ConvNet(3, channels=4)) == "loop"
     assert resolve_implementation(MLP(4, (3,), 2)) in ("lowrank", "vmap")
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+def test_loop_runs_one_forward_pass_per_inner_step_and_one_for_the_query_set(algorithm):
+    """The query loss and accuracy come from the same forward pass: k + 1 passes per task, not k + 2."""
+    seed_everything(0)
+    model = build_model("mlp", 5)
+    calls = []
+    model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    batch = FewShotSampler("unseen-digits", "train", 5, 1, 3, seed=0).sample(2)
+    meta_gradient(model, dict(model.named_parameters()), batch, algorithm=algorithm, inner_lr=0.1, inner_steps=2,
+                  implementation="loop")
+    assert calls == [5, 5, 15] * 2  # per task: two support passes (5 images), one query pass (15 images)
