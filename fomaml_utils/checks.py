@@ -138,6 +138,10 @@ STEP_SYMPTOMS = {
 }
 
 
+NOT_JUDGED = ("Not judged: fomaml_step changes nothing, so there is no update to examine for this property; "
+              "the check 'one meta-step changes the meta-model' reports that.")
+
+
 def _step_config(ways: int, shots: int, queries: int, meta_batch_size: int, seed: int) -> tuple[nn.Module, TaskBatch]:
     seed_everything(seed)
     model = build_model("mlp", ways)
@@ -168,8 +172,7 @@ def check_meta_step_symptom(step: StepFn, code: str, *, where: str, ways: int = 
         report = check_meta_step(model, _bound(step, inner_lr, inner_steps), batch,
                                  make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
     if code != "no-update" and "no-update" in report.codes:
-        print(f"Not judged: fomaml_step changes nothing, so there is no update to test for this property; "
-              f"the check 'one meta-step changes the meta-model' reports that.")
+        print(NOT_JUDGED)
         return
     for symptom in report.symptoms:
         if symptom.code == code:
@@ -196,8 +199,7 @@ def check_query_gradient_at_adapted_weights(step: StepFn, *, where: str, ways: i
         step(model, batch, torch.optim.SGD(model.parameters(), lr=1.0), inner_lr=inner_lr, inner_steps=inner_steps)
     update = {k: before[k] - p.detach() for k, p in model.named_parameters()}
     if all(not bool(u.any()) for u in update.values()):
-        print("Not judged: fomaml_step changes nothing, so there is no update to compare with the query gradient; "
-              "the check 'one meta-step changes the meta-model' reports that.")
+        print(NOT_JUDGED)
         return
     initial = meta_gradient(model, before, batch, algorithm="fomaml", inner_lr=inner_lr, inner_steps=0,
                             implementation="loop").grads

@@ -161,8 +161,7 @@ def read_grades(course: Path, assignment: str, students: list[str], notes: dict[
                     grade = gradebook.find_grade(test, assignment, assignment, student)
                     points = float(grade.score)
                 except MissingEntry:
-                    rows.append(GradeRow(student, assignment, test, 0.0, max_points,
-                                         notes.get(student, "not graded: no autograded notebook")))
+                    rows.append(GradeRow(student, assignment, test, 0.0, max_points, "not graded: no autograded notebook"))
                     continue
                 reason = _reason(cells[test], timeout) if points < max_points and test in cells else ""
                 rows.append(GradeRow(student, assignment, test, points, max_points, reason))

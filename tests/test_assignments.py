@@ -60,6 +60,16 @@ def _with_code(notebook: Path, old: str, new: str, target: Path) -> None:
     target.write_text(json.dumps(nb, indent=1))
 
 
+def _course_copy(root: Path, names: list[str]) -> Path:
+    """``root/course``: the course's nbgrader_config.py and the sources of ``names``, for nbgrader to write into."""
+    home = root / "course"
+    (home / "source").mkdir(parents=True)
+    shutil.copy(COURSE / "nbgrader_config.py", home)
+    for name in names:
+        shutil.copytree(COURSE / "source" / name, home / "source" / name)
+    return home
+
+
 def _points(rows: list[course.GradeRow], student: str, assignment: str) -> dict[str, course.GradeRow]:
     return {r.test: r for r in rows if r.student == student and r.assignment == assignment}
 
@@ -68,11 +78,7 @@ def _points(rows: list[course.GradeRow], student: str, assignment: str) -> dict[
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A copy of the course, released, with submissions for every assignment graded in one batch."""
     root = tmp_path_factory.mktemp("course")
-    home = root / "course"
-    (home / "source").mkdir(parents=True)
-    shutil.copy(COURSE / "nbgrader_config.py", home)
-    for name in ASSIGNMENTS:
-        shutil.copytree(COURSE / "source" / name, home / "source" / name)
+    home = _course_copy(root, ASSIGNMENTS)
     released = course.release(home)
     subs = root / "submissions"
     for name in ASSIGNMENTS:
@@ -163,10 +169,7 @@ def test_csv_has_a_row_per_student_assignment_and_test(graded):
 def test_a_hanging_or_crashing_submission_costs_only_its_own_tests(tmp_path):
     """One student's cell loops forever, another's kernel dies; both get 0 with a reason, the third full marks."""
     name = "a1_maml_meta_gradient"
-    home = tmp_path / "course"
-    (home / "source").mkdir(parents=True)
-    shutil.copy(COURSE / "nbgrader_config.py", home)
-    shutil.copytree(COURSE / "source" / name, home / "source" / name)
+    home = _course_copy(tmp_path, [name])
     subs = tmp_path / "submissions"
     sol = _source(name)
     shutil.copy(sol, (subs / "fine" / name).mkdir(parents=True) or subs / "fine" / name)
