@@ -220,10 +220,10 @@ class Runner:
     """One implementation's own network copy, Adam optimiser and meta-step."""
 
     def __init__(self, name: str, model: nn.Module, algorithm: str, inner_lr: float, inner_steps: int,
-                 clock: Callable[[], float] = time.perf_counter):
-        self.name, self.clock = name, clock
+                 clock: Callable[[], float] = time.perf_counter, device: torch.device | str = "cpu"):
+        self.name, self.clock, self.device = name, clock, torch.device(device)
         self.fn = implementation_fn(name)
-        self.model = copy.deepcopy(model)
+        self.model = copy.deepcopy(model).to(self.device)
         self.params = dict(self.model.named_parameters())
         self.optimizer = torch.optim.Adam(self.params.values(), lr=1e-3)
         self.kwargs = dict(algorithm=algorithm, inner_lr=inner_lr, inner_steps=inner_steps)
@@ -237,8 +237,12 @@ class Runner:
         return out
 
     def timed_meta_step(self, batch: TaskBatch) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # time the meta-step's kernels, not just their launch
         start = self.clock()
         self.meta_step(batch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         self.times.append(self.clock() - start)
 
 
@@ -252,9 +256,12 @@ def summarize(times: Sequence[float], num_tasks: int) -> dict:
 
 def run_case(model_name: str, inner_steps: int, algorithms: Sequence[str], implementations: Sequence[str],
              batches: Sequence[TaskBatch], *, warmup: int, repeats: int, inner_lr: float, seed: int,
-             measure_memory: bool, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
+             measure_memory: bool, clock: Callable[[], float] = time.perf_counter,
+             device: torch.device | str = "cpu") -> list[dict]:
     """Benchmark every (algorithm, implementation) pair on one network and step count, taking turns, so
-    that FOMAML and MAML are compared under the same conditions too; one result row per pair."""
+    that FOMAML and MAML are compared under the same conditions too; one result row per pair. ``device``:
+    where the networks and batches live (``"cpu"`` or a CUDA device)."""
+    batches = [batch.to(device) for batch in batches]
     seed_everything(seed, deterministic=False)
     model = build_model(model_name, WAYS)
     resolved = resolve_implementation(model, "auto")
@@ -270,7 +277,7 @@ def run_case(model_name: str, inner_steps: int, algorithms: Sequence[str], imple
             elif name == "higher" and not higher_available():
                 row["note"] = "not installed (pip install higher)"
             else:
-                runners.append((row, Runner(name, model, algorithm, inner_lr, inner_steps, clock)))
+                runners.append((row, Runner(name, model, algorithm, inner_lr, inner_steps, clock, device)))
             rows.append(row)
 
     for _, runner in runners:
@@ -284,7 +291,7 @@ def run_case(model_name: str, inner_steps: int, algorithms: Sequence[str], imple
     for row, runner in runners:
         row.update(summarize(runner.times, batches[0].num_tasks))
         if measure_memory:
-            _, peak = peak_memory_bytes(runner.meta_step, batches[0], device="cpu")
+            _, peak = peak_memory_bytes(runner.meta_step, batches[0], device=device)
             row["peak_memory_bytes"] = peak
     return rows
 
