@@ -1,8 +1,8 @@
-"""What a reader sees in JupyterLab: notebooks 01–04 in headless Chromium, as a reader uses them.
+"""What a reader sees in JupyterLab: notebooks 01–05 in headless Chromium, as a reader uses them.
 
 For each notebook: before running, every panel shows a line saying to run the cells (never a Python repr),
 and every slider panel without a button its figure; after Run All, no error output, no browser console
-error and no blank figure; in notebooks 01–03 every slider, moved with the keyboard, redraws its figure;
+error and no blank figure; in notebooks 01–03 and 05 every slider, moved with the keyboard, redraws its figure;
 notebook 03's Run button finishes with the defaults and reports divergence at the largest step sizes;
 notebook 04's Run button finishes with no bug ticked and with every bug ticked. Notebook 03 is run ten times in all (Run All, then
 nine times more from a restarted kernel), each time with every output and figure checked. Screenshots and the measured redraw times go to
@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 
-NOTEBOOKS = ["01_maml_objective.ipynb", "02_first_order_maml.ipynb", "03_fomaml_mnist.ipynb", "04_classic_bugs.ipynb"]
-SLIDER_NOTEBOOKS = NOTEBOOKS[:3]  # those with instant slider panels (notebook 04 has only a button panel)
+NOTEBOOKS = ["01_maml_objective.ipynb", "02_first_order_maml.ipynb", "03_fomaml_mnist.ipynb", "04_classic_bugs.ipynb",
+             "05_fast_fomaml.ipynb"]
+SLIDER_NOTEBOOKS = NOTEBOOKS[:3] + NOTEBOOKS[4:]  # those with instant slider panels (notebook 04 has only a button panel)
 NOTES = {"04_classic_bugs.ipynb": "Run the cells above to use the checkboxes and the button"}
 """The stored line of each notebook's panels, where it is not the sliders' one."""
 SLIDER_NOTE = "Run the cells above to use the sliders"
