@@ -24,7 +24,10 @@ Implementations:
   ``torch.optim.SGD`` steps on it, accumulate its query gradients. First order only (a deep copy
   cannot be differentiated through), so it has no MAML row;
 * ``higher``   — Facebook's ``higher`` library (``innerloop_ctx``), when it is installed; otherwise
-  skipped with a note.
+  skipped with a note;
+* ``learn2learn`` — learn2learn 0.2.0's ``MAML`` wrapper (``fomaml_utils.peer_learn2learn``: the installed
+  package, or its three pure-Python files from the hash-checked source archive that ``make bench``
+  downloads); FOMAML and MAML only, otherwise skipped with a note.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from fomaml_utils.models import ARCHITECTURES, build_model
 from fomaml_utils.seeding import seed_everything
 from fomaml_utils.taskbatch import TaskBatch
 
-IMPLEMENTATIONS: tuple[str, ...] = ("auto", "vmap", "loop", "tutorial", "higher")
+IMPLEMENTATIONS: tuple[str, ...] = ("auto", "vmap", "loop", "tutorial", "higher", "learn2learn")
 MODEL_NAMES = {"mlp2": "MLP 784-256-128-5", "mlp": "MLP 784-256-5", "cnn": "ConvNet 4×32"}
 WAYS, SHOTS, QUERIES = 5, 1, 15
 
@@ -147,7 +150,19 @@ def implementation_fn(name: str) -> MetaGradientFn:
         return tutorial_meta_gradient
     if name == "higher":
         return higher_meta_gradient
+    if name == "learn2learn":
+        from fomaml_utils.peer_learn2learn import learn2learn_meta_gradient
+        return learn2learn_meta_gradient
     raise ValueError(f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, got {name!r}")
+
+
+def learn2learn_available() -> bool:
+    from fomaml_utils.peer_learn2learn import load_learn2learn
+    try:
+        load_learn2learn()
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
 
 
 def higher_available() -> bool:
@@ -276,6 +291,10 @@ def run_case(model_name: str, inner_steps: int, algorithms: Sequence[str], imple
                 row["note"] = "first order only (deepcopy + SGD)"
             elif name == "higher" and not higher_available():
                 row["note"] = "not installed (pip install higher)"
+            elif name == "learn2learn" and algorithm == "reptile":
+                row["note"] = "no Reptile in learn2learn's MAML wrapper"
+            elif name == "learn2learn" and not learn2learn_available():
+                row["note"] = "not available (python -m fomaml_utils.peer_learn2learn)"
             else:
                 runners.append((row, Runner(name, model, algorithm, inner_lr, inner_steps, clock, device)))
             rows.append(row)
@@ -408,6 +427,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
               f"{args.clock}-clock time")
         if "higher" in args.implementations and not higher_available():
             print("note: the higher library is not installed; its rows are skipped")
+        if "learn2learn" in args.implementations and not learn2learn_available():
+            print("note: learn2learn is not available; its rows are skipped (python -m fomaml_utils.peer_learn2learn "
+                  "downloads its source archive)")
         rows = []
         for model_name in args.models:
             for inner_steps in args.steps:
