@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fomaml_utils.models import MLP, ConvNet, build_model, model_from_spec, model_spec
+from torch.nn import functional as F
+
+from fomaml_utils.models import MLP, ConvBlock, ConvNet, build_model, model_from_spec, model_spec
 
 
 def test_mlp_keeps_its_parameter_names_and_flattens_images():
@@ -82,3 +84,17 @@ def test_bad_model_arguments_raise_value_error_naming_them():
         model_from_spec({"class": "Transformer"})
     with pytest.raises(ValueError, match="model"):
         model_spec(torch.nn.Linear(2, 2))
+
+
+def test_conv_block_pools_before_its_relu_with_the_same_values_and_gradients():
+    """relu(maxpool(x)) = maxpool(relu(x)) bit for bit, ties included (MNIST's black borders make many)."""
+    torch.manual_seed(0)
+    block = ConvBlock(1, 4).double()
+    x = torch.randn(3, 1, 14, 14, dtype=torch.float64)
+    x[:, :, :5] = 0.0  # constant regions: equal values in a pooling window
+    x.requires_grad_()
+    out = block(x)
+    reference = F.max_pool2d(F.relu(block.norm(block.conv(x))), 2)
+    assert torch.equal(out, reference)
+    g = torch.randn_like(out)
+    assert torch.equal(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(reference, x, g)[0])
