@@ -267,13 +267,7 @@ def resolve_implementation(model: nn.Module, implementation: str = "auto") -> st
     #   ConvNet(5):        fomaml 5.7 / 3.6 and 3.0 / 2.4; maml 4.9 / 2.8 and 2.6 / 2.6;
     #                      reptile 6.9 / 8.4 and 5.0 / 5.2                  -> loop
     #   (vmapped convolutions with per-task weights run as slower grouped convolutions on CPU)
-    if isinstance(model, MLP):
-        try:
-            import fomaml_utils.mlp_lowrank  # noqa: F401
-        except ImportError:
-            return "vmap"
-        return "lowrank"
-    return "loop"
+    return "lowrank" if isinstance(model, MLP) else "loop"
 
 
 def meta_gradient(model: nn.Module, params: Mapping[str, torch.Tensor], batch: TaskBatch, *,
