@@ -79,3 +79,19 @@ def test_unknown_form_is_refused():
     with pytest.raises(ValueError, match="form must be one of"):
         adapted_weight_floats((784, 256, 5), 16, 5, 5, "dense")
     assert FORMS == ("loop", "vmap", "lowrank")
+
+
+def test_slider_figure_draws_the_three_panels_and_refuses_bad_sizes():
+    from fomaml_utils.flops_view import STEPS, flops_figure
+
+    fig = flops_figure(widths=(784, 256, 128, 5), tasks=16, support=5, query=75, measured={1: 2.0, 5: 3.5},
+                       measured_label="(here)")
+    flops_ax, memory_ax, ratio_ax = fig.axes
+    predicted = ratio_ax.lines[0].get_ydata()
+    assert len(predicted) == len(STEPS)
+    assert predicted[4] == pytest.approx(dense_fomaml_flops((784, 256, 128, 5), 16, 5, 75, 5)
+                                         / lowrank_fomaml_flops((784, 256, 128, 5), 16, 5, 75, 5))
+    assert list(ratio_ax.lines[1].get_xdata()) == [1, 5]  # the measured points
+    assert [line.get_label() for line in memory_ax.lines] == ["per-task loop", "vmap", "low-rank"]
+    with pytest.raises(ValueError, match="tasks"):
+        flops_figure(widths=(784, 256, 5), tasks=0, support=5, query=75)
