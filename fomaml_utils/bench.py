@@ -45,11 +45,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from fomaml_utils.cli import check_writable_folder, non_negative_int, positive_float, positive_int, seed
 from fomaml_utils.cli import write_json_atomically
-from fomaml_utils.maml import ALGORITHMS, MetaGradient, meta_gradient, resolve_implementation
+from fomaml_utils.maml import ALGORITHMS, MetaGradient, meta_gradient, output_loss, resolve_implementation
 from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.models import ARCHITECTURES, build_model
 from fomaml_utils.seeding import seed_everything
@@ -64,10 +63,6 @@ MetaGradientFn = Callable[..., MetaGradient]
 
 # --------------------------------------------------------------------------------------------------
 # The two baselines from outside this package
-
-
-def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(out, y) if y.is_floating_point() else F.cross_entropy(out, y)
 
 
 def tutorial_meta_gradient(model: nn.Module, params: dict[str, torch.Tensor], batch: TaskBatch, *,
@@ -86,11 +81,11 @@ def tutorial_meta_gradient(model: nn.Module, params: dict[str, torch.Tensor], ba
         inner_optimizer = torch.optim.SGD(learner.parameters(), lr=inner_lr)
         for _ in range(inner_steps):
             inner_optimizer.zero_grad()
-            _loss(learner(sx), sy).backward()
+            output_loss(learner(sx), sy).backward()
             inner_optimizer.step()
         learner.zero_grad()
         out = learner(qx)
-        loss = _loss(out, qy)
+        loss = output_loss(out, qy)
         if algorithm == "fomaml":
             loss.backward()
         for (k, p), (_, q) in zip(params.items(), learner.named_parameters()):
@@ -118,9 +113,9 @@ def higher_meta_gradient(model: nn.Module, params: dict[str, torch.Tensor], batc
         with higher.innerloop_ctx(model, inner_optimizer, copy_initial_weights=False,
                                   track_higher_grads=algorithm == "maml") as (fmodel, diffopt):
             for _ in range(inner_steps):
-                diffopt.step(_loss(fmodel(sx), sy))
+                diffopt.step(output_loss(fmodel(sx), sy))
             out = fmodel(qx)
-            loss = _loss(out, qy)
+            loss = output_loss(out, qy)
             adapted = list(fmodel.parameters())
             if algorithm == "maml":
                 grads = torch.autograd.grad(loss, thetas)

@@ -29,7 +29,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from fomaml_utils.maml import Implementation, check_hyperparameters, resolve_implementation
+from fomaml_utils.maml import Implementation, check_hyperparameters, resolve_implementation, task_loss
 from fomaml_utils.mlp_lowrank import lowrank_query_scores
 from fomaml_utils.taskbatch import TaskBatch
 
@@ -136,8 +136,7 @@ def _scores_along_adaptation(model: nn.Module, params: dict[str, torch.Tensor], 
     classification = not query_y.is_floating_point()
 
     def support_loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = functional_call(model, p, (support_x,))
-        return F.mse_loss(out, support_y) if support_y.is_floating_point() else F.cross_entropy(out, support_y)
+        return task_loss(model, p, support_x, support_y)
 
     def query_score(p: dict[str, torch.Tensor]) -> torch.Tensor:
         out = functional_call(model, p, (query_x,))

@@ -53,7 +53,7 @@ IMPLEMENTATIONS: tuple[str, ...] = ("auto", "loop", "vmap", "lowrank")
 
 __all__ = [
     "Algorithm", "Params", "MetaGradient", "ALGORITHMS", "IMPLEMENTATIONS",
-    "task_loss", "task_accuracy", "adapt", "meta_gradient", "check_hyperparameters", "resolve_implementation",
+    "output_loss", "task_loss", "task_accuracy", "adapt", "meta_gradient", "check_hyperparameters", "resolve_implementation",
 ]
 
 
@@ -75,16 +75,19 @@ class MetaGradient(NamedTuple):
 # Losses
 
 
+def output_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The series' one loss rule, a scalar tensor: mean cross-entropy of the logits ``out [n, ways]`` for integer
+    labels ``y [n]`` (classification), mean squared error for float targets ``y`` shaped like ``out`` (regression)."""
+    return F.mse_loss(out, y) if y.is_floating_point() else F.cross_entropy(out, y)
+
+
 def task_loss(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The loss of ``model`` with weights ``params`` on one task's examples; a scalar tensor.
+    """The loss of ``model`` with weights ``params`` on one task's examples (``output_loss``); a scalar tensor.
 
     Classification (``y`` integer, ``[n]``; ``x [n, ...]``): mean cross-entropy of the logits ``[n, ways]``.
     Regression (``y`` float, ``[n, 1]``): mean squared error of the predictions ``[n, 1]``.
     """
-    out = functional_call(model, dict(params), (x,))
-    if y.is_floating_point():
-        return F.mse_loss(out, y)
-    return F.cross_entropy(out, y)
+    return output_loss(functional_call(model, dict(params), (x,)), y)
 
 
 def _loss_and_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
@@ -92,10 +95,10 @@ def _loss_and_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: 
     """``task_loss`` and ``task_accuracy`` from one forward pass (the accuracy detached)."""
     out = functional_call(model, dict(params), (x,))
     if y.is_floating_point():
-        return F.mse_loss(out, y), None
+        return output_loss(out, y), None
     with torch.no_grad():
         accuracy = (out.argmax(dim=-1) == y).float().mean()
-    return F.cross_entropy(out, y), accuracy
+    return output_loss(out, y), accuracy
 
 
 def task_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
@@ -224,11 +227,10 @@ def _vmap_meta_gradient(model: nn.Module, params: Params, batch: TaskBatch, *, a
 
     def query(p: Params, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         out = functional_call(model, p, (qx,))
+        loss = output_loss(out, qy)
         if classification:
-            loss = F.cross_entropy(out, qy)
             accuracy = (out.argmax(dim=-1) == qy).float().mean()
         else:
-            loss = F.mse_loss(out, qy)
             accuracy = torch.zeros((), device=loss.device)
         return loss, (loss.detach(), accuracy.detach())
 

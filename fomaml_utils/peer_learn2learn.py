@@ -28,9 +28,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from fomaml_utils.maml import MetaGradient
+from fomaml_utils.maml import MetaGradient, output_loss
 from fomaml_utils.taskbatch import TaskBatch
 
 __all__ = ["SDIST_NAME", "SDIST_SHA256", "DEFAULT_SDIST", "fetch_sdist", "load_learn2learn",
@@ -103,10 +102,6 @@ def load_learn2learn(sdist: Path | None = None) -> type:
     return _maml_class
 
 
-def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(out, y) if y.is_floating_point() else F.cross_entropy(out, y)
-
-
 def learn2learn_meta_gradient(model: nn.Module, params: dict[str, torch.Tensor], batch: TaskBatch, *,
                               algorithm: str, inner_lr: float, inner_steps: int) -> MetaGradient:
     """FOMAML (``first_order=True``) or MAML with learn2learn's ``MAML`` wrapper, one task at a time.
@@ -125,9 +120,9 @@ def learn2learn_meta_gradient(model: nn.Module, params: dict[str, torch.Tensor],
     for sx, sy, qx, qy in zip(*batch):
         learner = maml.clone()
         for _ in range(inner_steps):
-            learner.adapt(_loss(learner(sx), sy))
+            learner.adapt(output_loss(learner(sx), sy))
         out = learner(qx)
-        loss = _loss(out, qy)
+        loss = output_loss(out, qy)
         (loss / num_tasks).backward()
         losses.append(loss.detach())
         accuracies.append((out.argmax(-1) == qy).float().mean())
