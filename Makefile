@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data
 
-.PHONY: setup data lab test test-browser chromium portability outputs bench release grade clean
+.PHONY: setup data peers lab test test-browser chromium portability outputs bench release grade clean
 
 setup: $(STAMP) data
 
@@ -34,8 +34,13 @@ lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
 		--ServerApp.root_dir=$(LAB_ROOT) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
+# learn2learn's source archive (benchmarks/.cache, hash-checked): the benchmark's peer, and the test that our
+# meta-gradients equal its. Optional: without it (no registry), its rows and that test are skipped.
+peers: setup
+	-$(PY) -m fomaml_utils.peer_learn2learn benchmarks/.cache
+
 # Unit tests and nbval over every notebook, then the portability check.
-test: setup
+test: setup peers
 	$(PY) -m pytest
 	$(PY) -m fomaml_utils.portability --notebooks
 
@@ -68,9 +73,7 @@ portability: setup
 outputs: setup
 	$(PY) notebooks/build/execute.py notebooks/[0-9]*.ipynb
 
-# learn2learn's source archive (benchmarks/.cache, hash-checked) for its rows; the benchmark runs without it.
-bench: setup
-	-$(PY) -m fomaml_utils.peer_learn2learn benchmarks/.cache
+bench: setup peers
 	$(PY) -m fomaml_utils.bench
 
 # The course assignments (notebooks/assignments, nbgrader). `make release`: the student versions, in
