@@ -53,7 +53,8 @@ IMPLEMENTATIONS: tuple[str, ...] = ("auto", "loop", "vmap", "lowrank")
 
 __all__ = [
     "Algorithm", "Params", "MetaGradient", "ALGORITHMS", "IMPLEMENTATIONS",
-    "output_loss", "task_loss", "task_accuracy", "adapt", "meta_gradient", "check_hyperparameters", "resolve_implementation",
+    "output_loss", "task_loss", "task_accuracy", "adapt", "meta_gradient", "check_hyperparameters",
+    "resolve_implementation",
 ]
 
 
@@ -94,11 +95,12 @@ def _loss_and_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: 
                        y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``task_loss`` and ``task_accuracy`` from one forward pass (the accuracy detached)."""
     out = functional_call(model, dict(params), (x,))
+    loss = output_loss(out, y)
     if y.is_floating_point():
-        return output_loss(out, y), None
+        return loss, None
     with torch.no_grad():
         accuracy = (out.argmax(dim=-1) == y).float().mean()
-    return output_loss(out, y), accuracy
+    return loss, accuracy
 
 
 def task_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
