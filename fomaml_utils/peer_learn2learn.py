@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import io
 import subprocess
 import sys
 import tarfile
@@ -75,7 +76,7 @@ def load_learn2learn(sdist: Path | None = None) -> type:
     if _maml_class is not None:
         return _maml_class
     try:
-        from learn2learn.algorithms import MAML  # noqa: PLC0415 - the installed package, where there is one
+        from learn2learn.algorithms import MAML  # the installed package, where there is one
         _maml_class = MAML
         return MAML
     except ImportError:
@@ -83,11 +84,11 @@ def load_learn2learn(sdist: Path | None = None) -> type:
     sdist = Path(sdist) if sdist is not None else DEFAULT_SDIST
     if not sdist.exists():
         raise FileNotFoundError(f"learn2learn is not installed and {sdist} is missing: run "
-                                f"`python -m fomaml_utils.peer_learn2learn {sdist.parent}` (make bench does)")
+                                f"`python -m fomaml_utils.peer_learn2learn {sdist.parent}` (make test and make bench do)")
     data = sdist.read_bytes()
     _check_sha256(data, sdist)
     prefix = f"learn2learn-{VERSION}/"
-    with tarfile.open(sdist) as archive:
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:  # the very bytes just checked
         sources = {name: archive.extractfile(prefix + member).read() for name, member in MODULES.items()}
     for package in ("learn2learn", "learn2learn.algorithms"):  # empty parents: nothing else is loaded
         module = types.ModuleType(package)
