@@ -29,7 +29,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from fomaml_utils.maml import Implementation, check_hyperparameters, resolve_implementation, task_loss
+from fomaml_utils.algorithms import Algorithm, check_meta_state, functional_inner_step, get_algorithm
+from fomaml_utils.maml import Implementation, check_hyperparameters, resolve_implementation
 from fomaml_utils.mlp_lowrank import lowrank_query_scores
 from fomaml_utils.taskbatch import TaskBatch
 
@@ -126,17 +127,16 @@ class Evaluation:
                 "metric": self.metric, "num_tasks": self.num_tasks}
 
 
-def _scores_along_adaptation(model: nn.Module, params: dict[str, torch.Tensor], support_x: torch.Tensor,
-                             support_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor, *,
-                             inner_lr: float, inner_steps: int) -> torch.Tensor:
+def _scores_along_adaptation(model: nn.Module, algorithm: Algorithm, params: dict[str, torch.Tensor],
+                             meta_state: dict[str, torch.Tensor], support_x: torch.Tensor, support_y: torch.Tensor,
+                             query_x: torch.Tensor, query_y: torch.Tensor, *, inner_lr: float,
+                             inner_steps: int) -> torch.Tensor:
     """One task (no task dimension): its query score at θ′₀ … θ′ₖ, ``[inner_steps + 1]``.
 
     Written with ``torch.func.grad`` so that it can be ``vmap``-ed over tasks as it is.
     """
     classification = not query_y.is_floating_point()
-
-    def support_loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
-        return task_loss(model, p, support_x, support_y)
+    names = algorithm.adapted_names(model, params)
 
     def query_score(p: dict[str, torch.Tensor]) -> torch.Tensor:
         out = functional_call(model, p, (query_x,))
@@ -146,15 +146,16 @@ def _scores_along_adaptation(model: nn.Module, params: dict[str, torch.Tensor], 
 
     scores = [query_score(params)]
     for _ in range(inner_steps):
-        grads = torch.func.grad(support_loss)(params)
-        params = {k: params[k] - inner_lr * grads[k] for k in params}
+        params = functional_inner_step(model, algorithm, params, meta_state, support_x, support_y, names=names,
+                                       inner_lr=inner_lr, first_order=True)
         scores.append(query_score(params))
     return torch.stack(scores)
 
 
 def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_steps: int, num_tasks: int = 1000,
              tasks_per_batch: int = 100, params: Mapping[str, torch.Tensor] | None = None,
-             implementation: Implementation = "auto") -> Evaluation:
+             implementation: Implementation = "auto", algorithm: str | Algorithm = "fomaml",
+             meta_state: Mapping[str, torch.Tensor] | None = None) -> Evaluation:
     """Adapt to ``num_tasks`` tasks from ``sampler`` and report the query score after 0..``inner_steps`` steps.
 
     ``params``: the initial weights θ (default: the model's own parameters, which are not modified).
@@ -164,9 +165,14 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
     task at a time) for convolutional networks, which ``vmap`` slows down on CPU. All three give the same
     scores up to float rounding. The sampler's own generator decides which tasks are drawn, so a freshly
     seeded sampler gives the same numbers.
+
+    ``algorithm`` says how a task adapts: plain SGD on every weight for ``"fomaml"``, ``"maml"`` and
+    ``"reptile"`` (the default: they differ only in training), the output layer only for ANIL, the learned
+    step sizes ``meta_state`` for Meta-SGD (then ``inner_lr`` is unused).
     """
-    check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps)
-    implementation = resolve_implementation(model, implementation)
+    check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
+    algorithm = get_algorithm(algorithm)
+    implementation = resolve_implementation(model, implementation, algorithm)
     for name, value in (("num_tasks", num_tasks), ("tasks_per_batch", tasks_per_batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -175,9 +181,10 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
     if params is None:
         params = dict(model.named_parameters())
     params = {k: p.detach() for k, p in params.items()}
+    meta_state = {k: s.detach() for k, s in check_meta_state(algorithm, params, meta_state).items()}
     device = next(iter(params.values())).device
     score_one = lambda p, sx, sy, qx, qy: _scores_along_adaptation(  # noqa: E731
-        model, p, sx, sy, qx, qy, inner_lr=inner_lr, inner_steps=inner_steps)
+        model, algorithm, p, meta_state, sx, sy, qx, qy, inner_lr=inner_lr, inner_steps=inner_steps)
     chunks, metric, done = [], None, 0
     while done < num_tasks:
         batch = sampler.sample(min(tasks_per_batch, num_tasks - done)).to(device)

@@ -32,100 +32,29 @@ reference), ``"vmap"`` (the same maths vectorised over tasks with ``torch.func.v
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.nn import functional as F
 
+from fomaml_utils.algorithms import (ALGORITHMS, Algorithm, MetaGradient, Params, check_hyperparameters,
+                                     check_meta_state, functional_inner_step, get_algorithm, inner_loop)
+from fomaml_utils.losses import loss_and_accuracy, output_loss, task_accuracy, task_loss
+from fomaml_utils.mlp_lowrank import lowrank_meta_gradient
 from fomaml_utils.models import MLP
 from fomaml_utils.taskbatch import TaskBatch
 
-Algorithm = Literal["fomaml", "maml", "reptile"]
 Implementation = Literal["auto", "loop", "vmap", "lowrank"]
-Params = dict[str, torch.Tensor]
 
-ALGORITHMS: tuple[str, ...] = ("fomaml", "maml", "reptile")
 IMPLEMENTATIONS: tuple[str, ...] = ("auto", "loop", "vmap", "lowrank")
 
 __all__ = [
-    "Algorithm", "Params", "MetaGradient", "ALGORITHMS", "IMPLEMENTATIONS",
+    "Params", "MetaGradient", "ALGORITHMS", "IMPLEMENTATIONS",
     "output_loss", "task_loss", "task_accuracy", "adapt", "meta_gradient", "check_hyperparameters",
     "resolve_implementation",
 ]
-
-
-class MetaGradient(NamedTuple):
-    """What one meta-step computes for a batch of tasks.
-
-    grads:          same keys and shapes as ``params``; the mean over tasks of the algorithm's
-                    meta-gradient (for Reptile, the mean of θ − θ′).
-    query_loss:     scalar tensor, mean over tasks of the query loss at the adapted weights θ′ (detached).
-    query_accuracy: scalar tensor, mean query accuracy at θ′ for classification, else ``None``.
-    """
-
-    grads: Params
-    query_loss: torch.Tensor
-    query_accuracy: torch.Tensor | None
-
-
-# --------------------------------------------------------------------------------------------------
-# Losses
-
-
-def output_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The series' one loss rule, a scalar tensor: mean cross-entropy of the logits ``out [n, ways]`` for integer
-    labels ``y [n]`` (classification), mean squared error for float targets ``y`` shaped like ``out`` (regression)."""
-    return F.mse_loss(out, y) if y.is_floating_point() else F.cross_entropy(out, y)
-
-
-def task_loss(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The loss of ``model`` with weights ``params`` on one task's examples (``output_loss``); a scalar tensor.
-
-    Classification (``y`` integer, ``[n]``; ``x [n, ...]``): mean cross-entropy of the logits ``[n, ways]``.
-    Regression (``y`` float, ``[n, 1]``): mean squared error of the predictions ``[n, 1]``.
-    """
-    return output_loss(functional_call(model, dict(params), (x,)), y)
-
-
-def _loss_and_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
-                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``task_loss`` and ``task_accuracy`` from one forward pass (the accuracy detached)."""
-    out = functional_call(model, dict(params), (x,))
-    loss = output_loss(out, y)
-    if y.is_floating_point():
-        return loss, None
-    with torch.no_grad():
-        accuracy = (out.argmax(dim=-1) == y).float().mean()
-    return loss, accuracy
-
-
-def task_accuracy(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
-                  y: torch.Tensor) -> torch.Tensor | None:
-    """Fraction of ``x [n, ...]`` classified as ``y [n]`` (scalar tensor), or ``None`` for regression."""
-    if y.is_floating_point():
-        return None
-    with torch.no_grad():
-        out = functional_call(model, dict(params), (x,))
-        return (out.argmax(dim=-1) == y).float().mean()
-
-
-# --------------------------------------------------------------------------------------------------
-# Checks
-
-
-def check_hyperparameters(*, inner_lr: float, inner_steps: int, algorithm: str | None = None) -> None:
-    """Raise ``ValueError`` naming the argument if a hyperparameter is out of range."""
-    if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not math.isfinite(inner_lr) \
-            or inner_lr <= 0:
-        raise ValueError(f"inner_lr must be a finite number > 0, got {inner_lr!r}")
-    if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
-        raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}")
-    if algorithm is not None and algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
 
 
 def _check_batch(batch: TaskBatch) -> None:
@@ -159,55 +88,51 @@ def adapt(model: nn.Module, params: Mapping[str, torch.Tensor], support_x: torch
     with the g_j detached, so ∂θ′/∂θ = I and the gradient of a query loss w.r.t. θ is the query-loss
     gradient at θ′ (FOMAML); memory does not grow with ``inner_steps``. ``inner_steps=0`` returns
     ``params`` unchanged (as a new dict). Works under ``torch.no_grad()`` too (then nothing is
-    differentiable w.r.t. θ, which is what evaluation wants).
+    differentiable w.r.t. θ, which is what evaluation wants). This is MAML's inner loop; other
+    algorithms' (ANIL, Meta-SGD) are ``fomaml_utils.algorithms.inner_loop`` with their ``Algorithm``.
     """
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps)
-    adapted = dict(params)
-    for _ in range(inner_steps):
-        with torch.enable_grad():
-            if first_order:
-                # The gradient is taken at a detached copy: it is a constant for any outer backward.
-                inputs = {k: p.detach().requires_grad_(True) for k, p in adapted.items()}
-            else:
-                inputs = {k: p if p.requires_grad else p.detach().requires_grad_(True) for k, p in adapted.items()}
-            loss = task_loss(model, inputs, support_x, support_y)
-            grads = torch.autograd.grad(loss, list(inputs.values()), create_graph=not first_order)
-            base = adapted if first_order else inputs
-            adapted = {k: base[k] - inner_lr * g for k, g in zip(inputs, grads)}
-    return adapted
+    algorithm = get_algorithm("fomaml" if first_order else "maml")
+    return inner_loop(model, algorithm, params, {}, support_x, support_y, inner_lr=inner_lr,
+                      inner_steps=inner_steps, first_order=first_order)
 
 
 # --------------------------------------------------------------------------------------------------
 # Meta-gradients: the per-task reference
 
 
-def _loop_meta_gradient(model: nn.Module, params: Params, batch: TaskBatch, *, algorithm: str,
-                        inner_lr: float, inner_steps: int) -> MetaGradient:
+def _loop_meta_gradient(model: nn.Module, algorithm: Algorithm, params: Params, meta_state: Params,
+                        batch: TaskBatch, *, inner_lr: float, inner_steps: int) -> MetaGradient:
     """One task at a time: adapt, then differentiate the query loss (or take θ − θ′)."""
     params = {k: p.detach().requires_grad_(True) for k, p in params.items()}
-    total = {k: torch.zeros_like(p) for k, p in params.items()}
+    meta_state = {k: s.detach().requires_grad_(True) for k, s in meta_state.items()}
+    leaves = [*params.values(), *meta_state.values()]
+    total = [torch.zeros_like(p) for p in leaves]
     losses, accuracies = [], []
     for sx, sy, qx, qy in zip(*batch):
-        adapted = adapt(model, params, sx, sy, inner_lr=inner_lr, inner_steps=inner_steps,
-                        first_order=algorithm != "maml")
-        if algorithm == "reptile":
+        adapted = inner_loop(model, algorithm, params, meta_state, sx, sy, inner_lr=inner_lr,
+                             inner_steps=inner_steps, first_order=algorithm.first_order)
+        if algorithm.kind == "reptile":
             with torch.no_grad():
-                loss, accuracy = _loss_and_accuracy(model, adapted, qx, qy)
-                for k in total:
-                    total[k] += params[k] - adapted[k]
+                loss, accuracy = loss_and_accuracy(model, adapted, qx, qy)
+                for t, k in zip(total, params):
+                    t += params[k] - adapted[k]
         else:
-            loss, accuracy = _loss_and_accuracy(model, adapted, qx, qy)
-            # FOMAML: ∂θ′/∂θ = I here, so this is ∇L_Q(θ′); MAML: the chain rule through the inner loop.
-            grads = torch.autograd.grad(loss, list(params.values()))
-            for k, g in zip(params, grads):
-                total[k] += g
+            loss, accuracy = loss_and_accuracy(model, adapted, qx, qy)
+            # First order: ∂θ′/∂θ = I here, so this is ∇L_Q(θ′); exact: the chain rule through the inner loop.
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+            for t, g in zip(total, grads):
+                if g is not None:  # None: a weight the query loss does not reach (e.g. 0 inner steps, Meta-SGD's α)
+                    t += g
         losses.append(loss.detach())
         accuracies.append(accuracy)
     n = len(losses)
+    means = [t / n for t in total]
     return MetaGradient(
-        grads={k: g / n for k, g in total.items()},
+        grads=dict(zip(params, means[: len(params)])),
         query_loss=torch.stack(losses).mean(),
         query_accuracy=None if accuracies[0] is None else torch.stack(accuracies).mean(),
+        meta_state_grads=dict(zip(meta_state, means[len(params):])),
     )
 
 
@@ -215,16 +140,18 @@ def _loop_meta_gradient(model: nn.Module, params: Params, batch: TaskBatch, *, a
 # Meta-gradients: vectorised over tasks with torch.func
 
 
-def _vmap_meta_gradient(model: nn.Module, params: Params, batch: TaskBatch, *, algorithm: str,
-                        inner_lr: float, inner_steps: int) -> MetaGradient:
+def _vmap_meta_gradient(model: nn.Module, algorithm: Algorithm, params: Params, meta_state: Params,
+                        batch: TaskBatch, *, inner_lr: float, inner_steps: int) -> MetaGradient:
     """The same maths as the loop, written as pure functions of one task and ``vmap``-ed over tasks."""
     params = {k: p.detach() for k, p in params.items()}
+    meta_state = {k: s.detach() for k, s in meta_state.items()}
+    names = algorithm.adapted_names(model, params)
     classification = not batch.query_y.is_floating_point()
 
-    def inner(p: Params, sx: torch.Tensor, sy: torch.Tensor) -> Params:
+    def inner(p: Params, s: Params, sx: torch.Tensor, sy: torch.Tensor) -> Params:
         for _ in range(inner_steps):
-            g = torch.func.grad(task_loss, argnums=1)(model, p, sx, sy)
-            p = {k: p[k] - inner_lr * g[k] for k in p}
+            p = functional_inner_step(model, algorithm, p, s, sx, sy, names=names, inner_lr=inner_lr,
+                                      first_order=algorithm.first_order)
         return p
 
     def query(p: Params, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -236,20 +163,25 @@ def _vmap_meta_gradient(model: nn.Module, params: Params, batch: TaskBatch, *, a
             accuracy = torch.zeros((), device=loss.device)
         return loss, (loss.detach(), accuracy.detach())
 
-    def one_task(p: Params, sx, sy, qx, qy):
-        if algorithm == "maml":  # differentiate through the inner loop
-            return torch.func.grad(lambda p0: query(inner(p0, sx, sy), qx, qy), has_aux=True)(p)
-        adapted = inner(p, sx, sy)
-        if algorithm == "fomaml":  # the query-loss gradient at θ′
-            return torch.func.grad(query, has_aux=True)(adapted, qx, qy)
-        _, aux = query(adapted, qx, qy)  # reptile
-        return {k: p[k] - adapted[k] for k in p}, aux
+    def one_task(p: Params, s: Params, sx, sy, qx, qy):
+        if algorithm.kind == "reptile":
+            adapted = inner(p, s, sx, sy)
+            _, aux = query(adapted, qx, qy)
+            return ({k: p[k] - adapted[k] for k in p}, s), aux
+        if algorithm.first_order and not s:  # ∂θ′/∂θ = I: the query-loss gradient at θ′ is the meta-gradient
+            grads, aux = torch.func.grad(query, has_aux=True)(inner(p, s, sx, sy), qx, qy)
+            return (grads, s), aux
+        # Differentiate through the inner loop (exact), or through its steps' dependence on the meta-state.
+        return torch.func.grad(lambda p0, s0: query(inner(p0, s0, sx, sy), qx, qy), argnums=(0, 1),
+                               has_aux=True)(p, s)
 
-    grads, (losses, accuracies) = torch.func.vmap(one_task, in_dims=(None, 0, 0, 0, 0))(params, *batch)
+    (grads, state_grads), (losses, accuracies) = torch.func.vmap(one_task, in_dims=(None, None, 0, 0, 0, 0))(
+        params, meta_state, *batch)
     return MetaGradient(
         grads={k: g.mean(dim=0) for k, g in grads.items()},
         query_loss=losses.mean(),
         query_accuracy=accuracies.mean() if classification else None,
+        meta_state_grads={k: g.mean(dim=0) for k, g in state_grads.items()},
     )
 
 
@@ -257,11 +189,18 @@ def _vmap_meta_gradient(model: nn.Module, params: Params, batch: TaskBatch, *, a
 # The public entry point
 
 
-def resolve_implementation(model: nn.Module, implementation: str = "auto") -> str:
-    """Which code path ``meta_gradient`` uses for ``model``: ``"loop"``, ``"vmap"`` or ``"lowrank"``."""
+def resolve_implementation(model: nn.Module, implementation: str = "auto",
+                           algorithm: str | Algorithm | None = None) -> str:
+    """Which code path ``meta_gradient`` uses for ``model`` and ``algorithm``: ``"loop"``, ``"vmap"`` or
+    ``"lowrank"``. Raises ``ValueError`` if ``implementation`` cannot serve the algorithm."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {', '.join(map(repr, IMPLEMENTATIONS))}, "
                          f"got {implementation!r}")
+    plain_sgd = algorithm is None or get_algorithm(algorithm).plain_sgd
+    if implementation == "lowrank" and not plain_sgd:
+        served = ", ".join(repr(a) for a in ALGORITHMS if get_algorithm(a).plain_sgd)
+        raise ValueError(f"implementation 'lowrank' serves the algorithms that adapt every weight with one step "
+                         f"size ({served}), not {get_algorithm(algorithm).name!r}; use 'vmap', 'loop' or 'auto'")
     if implementation != "auto":
         return implementation
     # Measured on this project's 2-core CPU (torch 2.14.1, 1 thread, machine shared and loaded), meta-batch
@@ -271,20 +210,24 @@ def resolve_implementation(model: nn.Module, implementation: str = "auto") -> st
     #   ConvNet(5):        fomaml 5.7 / 3.6 and 3.0 / 2.4; maml 4.9 / 2.8 and 2.6 / 2.6;
     #                      reptile 6.9 / 8.4 and 5.0 / 5.2                  -> loop
     #   (vmapped convolutions with per-task weights run as slower grouped convolutions on CPU)
-    return "lowrank" if isinstance(model, MLP) else "loop"
+    if isinstance(model, MLP):
+        return "lowrank" if plain_sgd else "vmap"
+    return "loop"
 
 
 def meta_gradient(model: nn.Module, params: Mapping[str, torch.Tensor], batch: TaskBatch, *,
-                  algorithm: Algorithm, inner_lr: float, inner_steps: int,
-                  implementation: Implementation = "auto") -> MetaGradient:
+                  algorithm: str | Algorithm, inner_lr: float, inner_steps: int,
+                  implementation: Implementation = "auto",
+                  meta_state: Mapping[str, torch.Tensor] | None = None) -> MetaGradient:
     r"""The meta-gradient of one batch of tasks, averaged over tasks.
 
     ``params``: the meta-parameters θ (e.g. ``dict(model.named_parameters())``); they are not
     modified and their ``.grad`` is not touched. ``batch``: a ``TaskBatch`` of ``T ≥ 1`` tasks,
     moved to the device of ``params``. Returns a ``MetaGradient`` whose ``grads`` have the keys and
-    shapes of ``params`` (detached), plus the mean query loss and accuracy at the adapted weights.
+    shapes of ``params`` (detached), plus the mean query loss and accuracy at the adapted weights and
+    the gradient of the meta-state.
 
-    ``algorithm``:
+    ``algorithm``: a name in ``ALGORITHMS`` or an ``Algorithm`` (``fomaml_utils.algorithms``):
       * ``"fomaml"`` — ∇L_Q(θ′), the query-loss gradient at the adapted weights, applied to θ.
       * ``"maml"`` — the exact gradient of L_Q(θ′(θ)), second order through the inner loop.
       * ``"reptile"`` — the direction θ − θ′, unscaled. Plain SGD with ``meta_lr`` = β then moves θ a
@@ -294,32 +237,27 @@ def meta_gradient(model: nn.Module, params: Mapping[str, torch.Tensor], batch: T
         inner path, so ours is α times theirs, and dividing by α·k gives a per-step gradient on
         FOMAML's scale. (With Adam the overall scale matters little.) Reptile adapts on the support
         set only; the query set is used just to report the loss at θ′.
+      * ``"anil"``, ``"fo-anil"`` — only the output layer adapts; exact or first-order gradient.
+      * ``"metasgd"``, ``"fo-metasgd"`` — steps α ⊙ g with ``meta_state`` the learned α (required, from
+        ``get_algorithm(...).init_meta_state(params, inner_lr)``); ``inner_lr`` is then unused.
 
-    ``implementation``: ``"loop"``, ``"vmap"``, ``"lowrank"`` (MLPs, ``fomaml_utils.mlp_lowrank``)
-    or ``"auto"`` (see ``resolve_implementation``). All give the same numbers up to float rounding.
+    ``implementation``: ``"loop"``, ``"vmap"``, ``"lowrank"`` (MLPs and plain-SGD algorithms,
+    ``fomaml_utils.mlp_lowrank``) or ``"auto"`` (see ``resolve_implementation``). All give the same
+    numbers up to float rounding.
     """
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
+    algorithm = get_algorithm(algorithm)
     _check_batch(batch)
     params = dict(params)
     if not params:
         raise ValueError("params must hold at least one tensor")
-    implementation = resolve_implementation(model, implementation)
+    meta_state = check_meta_state(algorithm, params, meta_state)
+    implementation = resolve_implementation(model, implementation, algorithm)
     device = next(iter(params.values())).device
     batch = batch.to(device)
     with torch.enable_grad():  # also when called under torch.no_grad()
-        return _dispatch(model, params, batch, implementation, algorithm=algorithm, inner_lr=inner_lr,
-                         inner_steps=inner_steps)
-
-
-def _dispatch(model: nn.Module, params: Params, batch: TaskBatch, implementation: str, *, algorithm: str,
-              inner_lr: float, inner_steps: int) -> MetaGradient:
-    if implementation == "loop":
-        return _loop_meta_gradient(model, params, batch, algorithm=algorithm, inner_lr=inner_lr,
-                                   inner_steps=inner_steps)
-    if implementation == "vmap":
-        return _vmap_meta_gradient(model, params, batch, algorithm=algorithm, inner_lr=inner_lr,
-                                   inner_steps=inner_steps)
-    from fomaml_utils.mlp_lowrank import lowrank_meta_gradient  # written separately, for MLPs
-
-    return lowrank_meta_gradient(model, params, batch, algorithm=algorithm, inner_lr=inner_lr,
-                                 inner_steps=inner_steps)
+        if implementation == "lowrank":
+            return lowrank_meta_gradient(model, params, batch, algorithm=algorithm.name, inner_lr=inner_lr,
+                                         inner_steps=inner_steps)
+        compute = _loop_meta_gradient if implementation == "loop" else _vmap_meta_gradient
+        return compute(model, algorithm, params, meta_state, batch, inner_lr=inner_lr, inner_steps=inner_steps)

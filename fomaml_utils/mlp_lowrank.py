@@ -91,7 +91,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from fomaml_utils import maml as _maml
+from fomaml_utils.algorithms import ALGORITHMS, MetaGradient, check_hyperparameters, get_algorithm
 from fomaml_utils.models import MLP
 from fomaml_utils.taskbatch import TaskBatch
 
@@ -118,7 +118,7 @@ def lowrank_meta_gradient(
     algorithm: str,
     inner_lr: float,
     inner_steps: int,
-) -> "_maml.MetaGradient":
+) -> MetaGradient:
     """The meta-gradient of ``algorithm`` for an MLP, the mean over the batch's ``T`` tasks.
 
     model:       an ``MLP``; only its architecture is used (the weights come from ``params``).
@@ -137,7 +137,8 @@ def lowrank_meta_gradient(
     weights, biases, support_x, query_x, support_y, query_y = _prepare(model, params, batch, algorithm, inner_lr,
                                                                        inner_steps)
 
-    if algorithm == "maml":
+    exact = not get_algorithm(algorithm).first_order
+    if exact:
         # Exact second order: autograd differentiates through the hand-written inner loop.
         with torch.enable_grad():
             leaves = [p.detach().requires_grad_() for p in (*weights, *biases)]
@@ -152,7 +153,7 @@ def lowrank_meta_gradient(
             net = _adapt(weights, biases, support_x, query_x, support_y, inner_lr, inner_steps)
             inputs, pre = net.forward("query")
             out = pre[-1]
-            if algorithm == "fomaml":
+            if get_algorithm(algorithm).kind == "query-gradient":
                 grad_w, grad_b = net.first_order_grads(query_x, inputs, pre, query_y)
             else:
                 grad_w, grad_b = net.reptile_step(support_x)
@@ -166,7 +167,7 @@ def lowrank_meta_gradient(
     for i, (grad_weight, grad_bias) in enumerate(zip(grad_w, grad_b)):
         grads[f"layers.{i}.weight"] = grad_weight
         grads[f"layers.{i}.bias"] = grad_bias
-    return _maml.MetaGradient(grads, query_loss, query_accuracy)
+    return MetaGradient(grads, query_loss, query_accuracy)
 
 
 def lowrank_query_scores(
@@ -345,7 +346,11 @@ def _check_inputs(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch,
             f"model must be a fomaml_utils.models.MLP for the low-rank path, got {type(model).__name__}; "
             "use implementation='loop' or 'vmap' for other models"
         )
-    _maml.check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
+    check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
+    if algorithm is not None and not get_algorithm(algorithm).plain_sgd:
+        served = ", ".join(name for name in ALGORITHMS if get_algorithm(name).plain_sgd)
+        raise ValueError(f"the low-rank path serves the algorithms that adapt every weight with one step size "
+                         f"({served}), not {get_algorithm(algorithm).name!r}; use implementation='vmap' or 'loop'")
     if not isinstance(batch, TaskBatch):
         raise ValueError(f"batch must be a TaskBatch, got {type(batch).__name__}")
     num_layers = len(model.layers)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fomaml_utils.algorithms import Algorithm, check_meta_state, get_algorithm
 from fomaml_utils.evaluation import TaskSampler, evaluate
 from fomaml_utils.maml import Implementation, check_hyperparameters, meta_gradient, resolve_implementation
 from fomaml_utils.models import head_name
@@ -135,18 +136,21 @@ def _blowup_limit(ways: int) -> float:
     return BLOWUP_FACTOR * math.log(ways)
 
 
-def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_lr: float, meta_lr: float,
+def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str | Algorithm, inner_lr: float, meta_lr: float,
                inner_steps: int, meta_batch_size: int, iterations: int, val_sampler: TaskSampler | None = None,
                val_every: int = 100, val_tasks: int = 200, eval_inner_steps: int | None = None,
                optimizer: str = "adam", implementation: Implementation = "auto", seed: int = 0,
                progress: bool = True, device: torch.device | str | None = None, zero_head: bool = False,
-               meta_lr_schedule: str = "constant") -> History:
+               meta_lr_schedule: str = "constant", meta_state: dict[str, torch.Tensor] | None = None) -> History:
     r"""Meta-train ``model`` in place for ``iterations`` meta-steps and return the ``History``.
 
-    ``sampler.sample(meta_batch_size)`` gives each step's ``TaskBatch``; ``algorithm`` is
-    ``"fomaml"``, ``"maml"`` or ``"reptile"`` with ``inner_steps`` steps of size ``inner_lr`` (α) on
-    each task's support set; ``optimizer`` (``"adam"`` or ``"sgd"``) steps the model's parameters with
-    learning rate ``meta_lr`` (β). With ``val_sampler``, the initialisation is evaluated on
+    ``sampler.sample(meta_batch_size)`` gives each step's ``TaskBatch``; ``algorithm`` is a name in
+    ``fomaml_utils.algorithms.ALGORITHMS`` (``"fomaml"``, ``"maml"``, ``"reptile"``, ``"anil"``, ...)
+    with ``inner_steps`` steps of size ``inner_lr`` (α) on each task's support set; ``optimizer``
+    (``"adam"`` or ``"sgd"``) steps the model's parameters with learning rate ``meta_lr`` (β).
+    ``meta_state``: what the algorithm learns besides the weights (Meta-SGD's step sizes, from
+    ``get_algorithm(name).init_meta_state(params, inner_lr)``), required for such algorithms and updated
+    in place by the same optimiser. With ``val_sampler``, the initialisation is evaluated on
     ``val_tasks`` fresh tasks (adapting ``eval_inner_steps`` steps, default ``inner_steps``) before
     training, every ``val_every`` steps and after the last step. ``seed`` goes to ``seed_everything``
     (the samplers have their own seeds). ``device``: where to train (default: where the model is);
@@ -164,17 +168,25 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
     argument for out-of-range hyperparameters.
     """
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
+    algorithm = get_algorithm(algorithm)
     _check_arguments(meta_lr=meta_lr, meta_batch_size=meta_batch_size, iterations=iterations, val_every=val_every,
                      val_tasks=val_tasks, eval_inner_steps=eval_inner_steps, optimizer=optimizer, sampler=sampler,
                      val_sampler=val_sampler, zero_head=zero_head,
                      meta_lr_schedule=meta_lr_schedule)
-    resolve_implementation(model, implementation)  # validates the name before any work
+    resolve_implementation(model, implementation, algorithm)  # validates the name before any work
     seed_everything(seed)
     if device is not None:
         model.to(device)
     params = dict(model.named_parameters())
     if not params:
         raise ValueError("model must have parameters to meta-train")
+    meta_state = check_meta_state(algorithm, params, meta_state)
+    device_of_model = next(iter(params.values())).device
+    with torch.no_grad():
+        for s in meta_state.values():
+            if not s.is_leaf:
+                raise ValueError("meta_state must hold leaf tensors (init_meta_state makes them), not results of ops")
+            s.data = s.data.to(device_of_model)
     frozen: set[str] = set()
     if zero_head:
         head = head_name(model) + "."
@@ -183,14 +195,15 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
             for k in frozen:
                 params[k].zero_()
     opt_class = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
-    opt = opt_class([p for k, p in params.items() if k not in frozen], lr=meta_lr)
+    opt = opt_class([p for k, p in params.items() if k not in frozen] + list(meta_state.values()), lr=meta_lr)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(iterations, 1))
                 if meta_lr_schedule == "cosine" else None)
     eval_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
     history = History()
 
     def validate(step: int) -> None:
-        result = evaluate(model, val_sampler, inner_lr=inner_lr, inner_steps=eval_steps, num_tasks=val_tasks)
+        result = evaluate(model, val_sampler, inner_lr=inner_lr, inner_steps=eval_steps, num_tasks=val_tasks,
+                          algorithm=algorithm, meta_state=meta_state)
         history.val_iteration.append(step)
         (history.val_accuracy if result.metric == "accuracy" else history.val_loss).append(result.mean[-1])
         history.val_ci95.append(result.ci95[-1])
@@ -198,12 +211,12 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
     if val_sampler is not None:
         validate(0)
     elapsed = 0.0
-    bar = tqdm(range(1, iterations + 1), desc=algorithm, disable=not progress, leave=True)
+    bar = tqdm(range(1, iterations + 1), desc=algorithm.name, disable=not progress, leave=True)
     for step in bar:
         start = time.perf_counter()
         batch = sampler.sample(meta_batch_size)
         out = meta_gradient(model, params, batch, algorithm=algorithm, inner_lr=inner_lr, inner_steps=inner_steps,
-                            implementation=implementation)
+                            implementation=implementation, meta_state=meta_state)
         loss = out.query_loss.item()
         if not math.isfinite(loss):
             raise _divergence(history, step, f"the query loss ({loss}) is not finite", inner_lr=inner_lr,
@@ -214,16 +227,18 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str, inner_
             if loss > limit:
                 raise _divergence(history, step, f"the query loss ({loss:.2g}) is above {limit:.1f}, "
                                   f"{BLOWUP_FACTOR:g} × chance level ln({ways})", inner_lr=inner_lr, meta_lr=meta_lr)
-        if not all(torch.isfinite(g).all() for g in out.grads.values()):
+        if not all(torch.isfinite(g).all() for g in (*out.grads.values(), *out.meta_state_grads.values())):
             raise _divergence(history, step, "the meta-gradient is not finite", inner_lr=inner_lr, meta_lr=meta_lr)
         for name, p in params.items():
             if name not in frozen:
                 p.grad = out.grads[name].to(p.dtype)
+        for name, s in meta_state.items():
+            s.grad = out.meta_state_grads[name].to(s.dtype)
         opt.step()
         opt.zero_grad(set_to_none=True)
         if schedule is not None:
             schedule.step()
-        if not all(torch.isfinite(p).all() for p in params.values()):
+        if not all(torch.isfinite(p).all() for p in (*params.values(), *meta_state.values())):
             raise _divergence(history, step, "the updated meta-parameters are not finite", inner_lr=inner_lr,
                               meta_lr=meta_lr)
         elapsed += time.perf_counter() - start

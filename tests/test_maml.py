@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from fomaml_utils.algorithms import ALGORITHMS, get_algorithm, inner_loop
 from fomaml_utils.maml import MetaGradient, adapt, meta_gradient, resolve_implementation, task_loss
 from fomaml_utils.models import MLP, ConvNet, build_model
 from fomaml_utils.seeding import seed_everything
@@ -13,7 +14,9 @@ from fomaml_utils.taskbatch import TaskBatch
 from fomaml_utils.tasks import FewShotSampler
 
 
-ALGORITHMS = ("fomaml", "maml", "reptile")
+def state_for(algorithm: str, params: dict[str, torch.Tensor], inner_lr: float) -> dict[str, torch.Tensor]:
+    """The algorithm's meta-state at its start (empty for most)."""
+    return get_algorithm(algorithm).init_meta_state(params, inner_lr)
 
 
 def classification_batch(tasks=3, ways=3, shots=2, queries=3, features=6, seed=0, dtype=torch.float32) -> TaskBatch:
@@ -203,17 +206,21 @@ def test_meta_gradient_reports_query_loss_and_accuracy_at_the_adapted_weights(al
     model = tiny_mlp()
     params = params_of(model)
     b = classification_batch(tasks=2)
-    out = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.3, inner_steps=2, implementation="loop")
+    state = state_for(algorithm, params, 0.3)
+    out = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.3, inner_steps=2, implementation="loop",
+                        meta_state=state)
     assert isinstance(out, MetaGradient)
     losses, accuracies = [], []
     with torch.no_grad():
         for sx, sy, qx, qy in zip(*b):
-            adapted = adapt(model, params, sx, sy, inner_lr=0.3, inner_steps=2)
+            adapted = inner_loop(model, get_algorithm(algorithm), params, state, sx, sy, inner_lr=0.3, inner_steps=2,
+                                 first_order=True)
             losses.append(task_loss(model, adapted, qx, qy))
             accuracies.append((torch.func.functional_call(model, adapted, (qx,)).argmax(-1) == qy).float().mean())
     torch.testing.assert_close(out.query_loss, torch.stack(losses).mean())
     torch.testing.assert_close(out.query_accuracy, torch.stack(accuracies).mean())
     assert not out.query_loss.requires_grad and not any(g.requires_grad for g in out.grads.values())
+    assert not any(g.requires_grad for g in out.meta_state_grads.values())
 
 
 def test_meta_gradient_for_regression_reports_no_accuracy():
@@ -286,10 +293,13 @@ def test_vmap_and_loop_meta_gradients_agree(arch, algorithm):
     model = MLP(144, (16, 8), 3) if arch == "mlp" else ConvNet(3, channels=4, blocks=2, image_size=12)
     params = params_of(model)
     b = image_batch()
-    loop = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.3, inner_steps=2, implementation="loop")
-    vmap = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.3, inner_steps=2, implementation="vmap")
+    kwargs = dict(algorithm=algorithm, inner_lr=0.3, inner_steps=2, meta_state=state_for(algorithm, params, 0.3))
+    loop = meta_gradient(model, params, b, implementation="loop", **kwargs)
+    vmap = meta_gradient(model, params, b, implementation="vmap", **kwargs)
     for k in params:
         torch.testing.assert_close(vmap.grads[k], loop.grads[k], rtol=0, atol=1e-6)
+    for k in loop.meta_state_grads:
+        torch.testing.assert_close(vmap.meta_state_grads[k], loop.meta_state_grads[k], rtol=0, atol=1e-6)
     torch.testing.assert_close(vmap.query_loss, loop.query_loss, rtol=0, atol=1e-6)
     torch.testing.assert_close(vmap.query_accuracy, loop.query_accuracy)
 
@@ -299,8 +309,9 @@ def test_vmap_meta_gradient_handles_regression_tasks():
     params = params_of(model)
     b = regression_batch()
     for algorithm in ALGORITHMS:
-        loop = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.01, inner_steps=2, implementation="loop")
-        vmap = meta_gradient(model, params, b, algorithm=algorithm, inner_lr=0.01, inner_steps=2, implementation="vmap")
+        kwargs = dict(algorithm=algorithm, inner_lr=0.01, inner_steps=2, meta_state=state_for(algorithm, params, 0.01))
+        loop = meta_gradient(model, params, b, implementation="loop", **kwargs)
+        vmap = meta_gradient(model, params, b, implementation="vmap", **kwargs)
         assert vmap.query_accuracy is None
         for k in params:
             torch.testing.assert_close(vmap.grads[k], loop.grads[k], rtol=0, atol=1e-6)
@@ -311,7 +322,7 @@ def test_auto_implementation_uses_the_loop_for_convnets():
     assert resolve_implementation(MLP(4, (3,), 2)) == "lowrank"
 
 
-@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_loop_runs_one_forward_pass_per_inner_step_and_one_for_the_query_set(algorithm):
     """The query loss and accuracy come from the same forward pass: k + 1 passes per task, not k + 2."""
     seed_everything(0)
@@ -319,6 +330,7 @@ def test_loop_runs_one_forward_pass_per_inner_step_and_one_for_the_query_set(alg
     calls = []
     model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     batch = FewShotSampler("unseen-digits", "train", 5, 1, 3, seed=0).sample(2)
-    meta_gradient(model, dict(model.named_parameters()), batch, algorithm=algorithm, inner_lr=0.1, inner_steps=2,
-                  implementation="loop")
+    params = dict(model.named_parameters())
+    meta_gradient(model, params, batch, algorithm=algorithm, inner_lr=0.1, inner_steps=2, implementation="loop",
+                  meta_state=state_for(algorithm, params, 0.1))
     assert calls == [5, 5, 15] * 2  # per task: two support passes (5 images), one query pass (15 images)

@@ -13,13 +13,14 @@ import pytest
 import torch
 from torch import nn
 
+from fomaml_utils.algorithms import REGISTRY
 from fomaml_utils import bench
 from fomaml_utils.maml import meta_gradient
 from fomaml_utils.mlp_lowrank import lowrank_meta_gradient
 from fomaml_utils.models import MLP
 from fomaml_utils.taskbatch import TaskBatch
 
-ALGORITHMS = ("fomaml", "maml", "reptile")
+ALGORITHMS = tuple(name for name, a in REGISTRY.items() if a.plain_sgd)  # what the low-rank path serves
 
 
 def classification_batch(tasks=3, ways=3, shots=2, queries=4, features=12, seed=0, dtype=torch.float32):

