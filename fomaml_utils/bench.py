@@ -48,13 +48,17 @@ from torch import nn
 
 from fomaml_utils.cli import check_writable_folder, non_negative_int, positive_float, positive_int, seed
 from fomaml_utils.cli import write_json_atomically
-from fomaml_utils.maml import ALGORITHMS, MetaGradient, meta_gradient, output_loss, resolve_implementation
+from fomaml_utils.algorithms import ALGORITHMS, MetaGradient, get_algorithm
+from fomaml_utils.losses import output_loss
+from fomaml_utils.maml import meta_gradient, resolve_implementation
 from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.models import ARCHITECTURES, build_model
 from fomaml_utils.seeding import seed_everything
 from fomaml_utils.taskbatch import TaskBatch
 
 IMPLEMENTATIONS: tuple[str, ...] = ("auto", "vmap", "loop", "tutorial", "higher", "learn2learn")
+PEERS: tuple[str, ...] = ("tutorial", "higher", "learn2learn")
+"""The implementations that are not ours (benchmarked, never used by the package)."""
 MODEL_NAMES = {"mlp2": "MLP 784-256-128-5", "mlp": "MLP 784-256-5", "cnn": "ConvNet 4×32"}
 WAYS, SHOTS, QUERIES = 5, 1, 15
 
@@ -235,14 +239,19 @@ class Runner:
         self.fn = implementation_fn(name)
         self.model = copy.deepcopy(model).to(self.device)
         self.params = dict(self.model.named_parameters())
-        self.optimizer = torch.optim.Adam(self.params.values(), lr=1e-3)
+        self.meta_state = get_algorithm(algorithm).init_meta_state(self.params, inner_lr)
+        self.optimizer = torch.optim.Adam([*self.params.values(), *self.meta_state.values()], lr=1e-3)
         self.kwargs = dict(algorithm=algorithm, inner_lr=inner_lr, inner_steps=inner_steps)
+        if self.meta_state:  # only our implementations serve algorithms with a meta-state
+            self.kwargs["meta_state"] = self.meta_state
         self.times: list[float] = []
 
     def meta_step(self, batch: TaskBatch) -> MetaGradient:
         out = self.fn(self.model, self.params, batch, **self.kwargs)
         for k, p in self.params.items():
             p.grad = out.grads[k]
+        for k, state in self.meta_state.items():
+            state.grad = out.meta_state_grads[k]
         self.optimizer.step()
         return out
 
@@ -274,14 +283,16 @@ def run_case(model_name: str, inner_steps: int, algorithms: Sequence[str], imple
     batches = [batch.to(device) for batch in batches]
     seed_everything(seed, deterministic=False)
     model = build_model(model_name, WAYS)
-    resolved = resolve_implementation(model, "auto")
     rows, runners = [], []
     for algorithm in algorithms:
+        resolved = resolve_implementation(model, "auto", algorithm)
         for name in implementations:
             row = {"model": model_name, "algorithm": algorithm, "inner_steps": inner_steps, "implementation": name,
                    "tasks_per_second": None, "note": f"ours, auto → {resolved}" if name == "auto" else ""}
             if name == resolved and "auto" in implementations:
                 row["note"] = "same path as auto (not timed twice)"
+            elif name in PEERS and not get_algorithm(algorithm).plain_sgd:
+                row["note"] = "peers are run for " + ", ".join(a for a in ALGORITHMS if get_algorithm(a).plain_sgd)
             elif name == "tutorial" and algorithm == "maml":
                 row["note"] = "first order only (deepcopy + SGD)"
             elif name == "higher" and not higher_available():
@@ -364,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def format_table(rows: Sequence[dict]) -> str:
     """The results as a fixed-width text table, one line per (network, steps, algorithm, implementation)."""
-    header = f"{'network':<18} {'steps':>5} {'algorithm':<8} {'implementation':<15} {'tasks/s':>8} " \
+    header = f"{'network':<18} {'steps':>5} {'algorithm':<10} {'implementation':<15} {'tasks/s':>8} " \
              f"{'IQR':>13} {'min–max':>13} {'peak MiB':>8}  note"
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -376,7 +387,7 @@ def format_table(rows: Sequence[dict]) -> str:
             memory = f"{memory / 2**20:8.1f}" if memory is not None else f"{'':>8}"
             numbers = (f"{rate:8.0f} {row['q1']:6.0f}–{row['q3']:<6.0f} {row['min']:6.0f}–{row['max']:<6.0f} "
                        f"{memory}")
-        lines.append(f"{MODEL_NAMES[row['model']]:<18} {row['inner_steps']:>5} {row['algorithm']:<8} "
+        lines.append(f"{MODEL_NAMES[row['model']]:<18} {row['inner_steps']:>5} {row['algorithm']:<10} "
                      f"{row['implementation']:<15} {numbers}  {row['note']}")
     return "\n".join(lines)
 

@@ -5,6 +5,9 @@ A checkpoint is one ``torch.save`` file holding a plain dict::
     {"format": 2, "spec": model_spec(model), "state_dict": {...tensors...}, "metadata": {...},
      "digest": "<SHA-256 of the spec and of every tensor's name, dtype, shape and bytes>"}
 
+plus ``"meta_state": {...tensors...}`` when the algorithm meta-learns more than the weights (Meta-SGD's
+step sizes); its tensors are in the digest too, under the names ``meta_state.<name>``.
+
 ``torch.load`` does not check the archive's CRCs, so a flipped byte in a tensor would load silently as a
 wrong weight; loading recomputes the digest and refuses a file whose tensors do not match it. Format 1
 (without a digest) is still read, with a warning that it cannot be verified.
@@ -69,8 +72,14 @@ def tensors_digest(spec: dict, state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, **metadata: Any) -> Path:
-    """Write ``model``'s weights, architecture and ``metadata`` to ``path``; returns the path.
+def _digested(state_dict: dict[str, torch.Tensor], meta_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {**state_dict, **{f"meta_state.{k}": v for k, v in meta_state.items()}}
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *,
+                    meta_state: dict[str, torch.Tensor] | None = None, **metadata: Any) -> Path:
+    """Write ``model``'s weights, architecture, the algorithm's ``meta_state`` (if any) and ``metadata`` to
+    ``path``; returns the path.
 
     Parent directories are created. The file is written to a temporary name and renamed, so an
     interrupted save never leaves a half-written checkpoint behind. Objects with a ``to_dict()``
@@ -79,13 +88,16 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **metadata: Any) 
     path = Path(path)
     spec = model_spec(model)
     state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    extra = {k: v.detach().cpu().clone() for k, v in (meta_state or {}).items()}
     payload = {
         "format": FORMAT,
         "spec": spec,
         "state_dict": state_dict,
         "metadata": {k: _plain(v, k) for k, v in metadata.items()},
-        "digest": tensors_digest(spec, state_dict),
+        "digest": tensors_digest(spec, _digested(state_dict, extra)),
     }
+    if extra:
+        payload["meta_state"] = extra
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -103,7 +115,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **metadata: Any) 
 
 def load_checkpoint(path: str | os.PathLike, expected_arch: str | None = None,
                     map_location: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model saved at ``path`` and return ``(model, metadata)``.
+    """Rebuild the model saved at ``path`` and return ``(model, metadata)``; a saved ``meta_state`` comes back
+    as ``metadata["meta_state"]`` (tensors on ``map_location``).
 
     Loads with ``torch.load(weights_only=True)``. ``expected_arch`` (``"mlp"``, ``"mlp2"``, ``"cnn"``):
     if given and the checkpoint holds a different architecture, raise ``ValueError`` saying which
@@ -126,13 +139,13 @@ def load_checkpoint(path: str | os.PathLike, expected_arch: str | None = None,
         raise ValueError(f"path {name} could not be read as a checkpoint: {reason}") from None
     if (not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS
             or not {"spec", "state_dict", "metadata"} <= set(payload) or not isinstance(payload["spec"], dict)
-            or not isinstance(payload["state_dict"], dict)):
+            or not isinstance(payload["state_dict"], dict) or not isinstance(payload.get("meta_state", {}), dict)):
         raise ValueError(f"path {name} is not a checkpoint written by save_checkpoint (format {FORMAT})")
     spec = payload["spec"]
     if payload["format"] == 1:
         warnings.warn(f"checkpoint {name} has no digest (format 1), so damage to its weights cannot be detected; "
                       "save it again with save_checkpoint to add one", stacklevel=2)
-    elif payload.get("digest") != tensors_digest(spec, payload["state_dict"]):
+    elif payload.get("digest") != tensors_digest(spec, _digested(payload["state_dict"], payload.get("meta_state", {}))):
         raise ValueError(f"checkpoint {name} is damaged: its tensors do not match the digest written with them; "
                          "restore the file or train it again")
     if expected_arch is not None and spec.get("arch") != expected_arch:
@@ -145,4 +158,7 @@ def load_checkpoint(path: str | os.PathLike, expected_arch: str | None = None,
     except Exception as error:  # noqa: BLE001 - a bad spec or mismatched weights fail in several ways
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"checkpoint {name}: its weights do not fit its architecture {spec}: {reason}") from None
-    return model.to(map_location), payload["metadata"]
+    metadata = payload["metadata"]
+    if payload.get("meta_state"):
+        metadata = {**metadata, "meta_state": payload["meta_state"]}
+    return model.to(map_location), metadata

@@ -27,6 +27,7 @@ from torch import nn
 from torch.func import functional_call
 
 from fomaml_utils.evaluation import Evaluation, evaluate
+from fomaml_utils.algorithms import get_algorithm
 from fomaml_utils.maml import adapt
 from fomaml_utils.models import MLP, ConvNet, build_model
 from fomaml_utils.plots import plot_task
@@ -159,7 +160,7 @@ class ShortRun:
     @property
     def label(self) -> str:
         s = self.settings
-        order = "FOMAML" if s["first_order"] else "MAML"
+        order = get_algorithm(s["algorithm"]).title
         head = ", zero head" if s.get("zero_head") else ""
         return (f"{order}{head}, α={s['inner_lr']:g}, β={s['meta_lr']:g}, {s['inner_steps']} steps, "
                 f"batch {s['meta_batch_size']}")
@@ -199,16 +200,18 @@ class MetaTrainingPlayground:
     runs: list[ShortRun] = field(default_factory=list)
 
     def run(self, *, inner_lr: float, meta_lr: float, inner_steps: int, meta_batch_size: int,
-            first_order: bool = True, zero_head: bool = True) -> ShortRun:
+            algorithm: str = "fomaml", zero_head: bool = True) -> ShortRun:
         """Meta-train a fresh model with these settings; never raises on divergence (see ``ShortRun``).
 
-        ``zero_head``: keep the output layer at zero instead of meta-learning it (``meta_train``).
+        ``algorithm``: a name in ``fomaml_utils.algorithms.ALGORITHMS`` (Meta-SGD's step sizes start at
+        ``inner_lr``). ``zero_head``: keep the output layer at zero instead of meta-learning it (``meta_train``).
         """
+        algorithm = get_algorithm(algorithm).name
         if isinstance(meta_batch_size, bool) or not isinstance(meta_batch_size, int) or meta_batch_size < 1:
             raise ValueError(f"meta_batch_size must be a positive integer (tasks per meta-step), got {meta_batch_size!r}")
         iterations = max(10, self.tasks_per_run // meta_batch_size)
         settings = dict(inner_lr=inner_lr, meta_lr=meta_lr, inner_steps=inner_steps,
-                        meta_batch_size=meta_batch_size, first_order=first_order, zero_head=zero_head,
+                        meta_batch_size=meta_batch_size, algorithm=algorithm, zero_head=zero_head,
                         iterations=iterations)
         train = FewShotSampler(self.split, "train", self.ways, self.shots, self.queries, root=self.root,
                                seed=self.seed)
@@ -216,8 +219,9 @@ class MetaTrainingPlayground:
                              seed=self.seed + 1)
         seed_everything(self.seed)
         model = build_model(self.arch, self.ways)
+        meta_state = get_algorithm(algorithm).init_meta_state(dict(model.named_parameters()), inner_lr) or None
         try:
-            history = meta_train(model, train, algorithm="fomaml" if first_order else "maml",
+            history = meta_train(model, train, algorithm=algorithm, meta_state=meta_state,
                                  inner_lr=inner_lr, meta_lr=meta_lr, inner_steps=inner_steps,
                                  meta_batch_size=meta_batch_size, iterations=iterations, val_sampler=val,
                                  val_every=max(1, iterations // self.val_points), val_tasks=self.val_tasks,

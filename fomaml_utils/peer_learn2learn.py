@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fomaml_utils.maml import MetaGradient, output_loss
+from fomaml_utils.algorithms import MetaGradient
+from fomaml_utils.losses import output_loss
 from fomaml_utils.taskbatch import TaskBatch
 
 __all__ = ["SDIST_NAME", "SDIST_SHA256", "DEFAULT_SDIST", "fetch_sdist", "load_learn2learn",

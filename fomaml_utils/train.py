@@ -34,7 +34,7 @@ import json
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ from fomaml_utils.cli import positive_float as _positive_float
 from fomaml_utils.cli import positive_int as _positive_int
 from fomaml_utils.cli import seed as _seed
 from fomaml_utils.evaluation import Evaluation, evaluate
-from fomaml_utils.maml import ALGORITHMS, IMPLEMENTATIONS, meta_gradient, resolve_implementation
+from fomaml_utils.algorithms import ALGORITHMS, REGISTRY, get_algorithm
+from fomaml_utils.maml import IMPLEMENTATIONS, meta_gradient, resolve_implementation
 from fomaml_utils.memory import peak_memory_bytes
 from fomaml_utils.mnist import IDX_FILES, MNISTDataError
 from fomaml_utils.models import ARCHITECTURES, MLP, build_model
@@ -68,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line's parser; every flag documented, defaults shown by ``--help``."""
     parser = argparse.ArgumentParser(
         prog="python -m fomaml_utils.train",
-        description="Meta-train a few-shot MNIST classifier with FOMAML, second-order MAML or Reptile, "
-        "then meta-test it and write a checkpoint and a metrics JSON.",
+        description="Meta-train a few-shot MNIST classifier with FOMAML, second-order MAML, Reptile, ANIL or "
+        "Meta-SGD, then meta-test it and write a checkpoint and a metrics JSON.",
         formatter_class=_HelpFormatter,
         epilog="Example: python -m fomaml_utils.train --algorithm fomaml --split unseen-digits "
         "--ways 5 --shots 1 --iterations 2000",
@@ -92,9 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     learn = parser.add_argument_group("meta-training")
     learn.add_argument("--algorithm", choices=ALGORITHMS, default="fomaml",
-                       help="fomaml: first-order MAML (query gradient at the adapted weights); "
-                       "maml: second-order MAML (differentiates through the inner loop); "
-                       "reptile: moves the initialisation towards the adapted weights")
+                       help="; ".join(f"{name}: {algorithm.summary}" for name, algorithm in REGISTRY.items()))
     learn.add_argument("--arch", choices=ARCHITECTURES, default="mlp",
                        help="network: 'mlp' (784-256-N), 'mlp2' (two hidden layers), 'cnn' (small ConvNet)")
     learn.add_argument("--zero-head", action="store_true",
@@ -116,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "over the run, so the final weights do not hinge on the last few noisy meta-batches")
     learn.add_argument("--implementation", choices=IMPLEMENTATIONS, default="auto",
                        help="how meta-gradients are computed: 'loop' (one task at a time), 'vmap' (vectorised over "
-                       "tasks), 'lowrank' (fast, MLPs only), 'auto' (lowrank for MLPs, loop for the CNN)")
+                       "tasks), 'lowrank' (fast, MLPs with fomaml, maml or reptile only), 'auto' (lowrank where it serves, "
+                       "else vmap for MLPs; loop for the CNN)")
     learn.add_argument("--val-every", type=_positive_int, default=100,
                        help="meta-validate every this many meta-steps (on the split's 'val' part)")
     learn.add_argument("--val-tasks", type=_positive_int, default=200, help="tasks per meta-validation")
@@ -216,6 +216,7 @@ class RunResult:
     evaluation:       meta-test ``Evaluation`` on ``eval_tasks`` tasks of the split's test part.
     train_seconds:    wall-clock meta-training time, validation excluded.
     peak_memory_bytes: allocator peak of one meta-step (``fomaml_utils.memory.peak_memory_bytes``).
+    meta_state:       what the algorithm learned besides θ (Meta-SGD's step sizes), else empty.
     """
 
     model: torch.nn.Module
@@ -224,6 +225,7 @@ class RunResult:
     evaluation: Evaluation
     train_seconds: float
     peak_memory_bytes: int
+    meta_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         """The JSON written to ``metrics.json``; accuracies are fractions in [0, 1]."""
@@ -244,7 +246,7 @@ class RunResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         metrics = self.metrics()
-        checkpoint = save_checkpoint(out / "checkpoint.pt", self.model, **metrics)
+        checkpoint = save_checkpoint(out / "checkpoint.pt", self.model, meta_state=self.meta_state, **metrics)
         json_path = out / "metrics.json"
         write_json_atomically(json_path, metrics)  # strict JSON: an undefined number (NaN) is null
         return checkpoint, json_path
@@ -289,7 +291,7 @@ def prepare(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, FewSho
                              seed=args.seed, root=args.data_root, train_shots=args.train_shots)
     seed_everything(args.seed, threads=args.threads)
     model = build_model(args.arch, args.ways)
-    resolve_implementation(model, args.implementation)
+    resolve_implementation(model, args.implementation, args.algorithm)
     if args.implementation == "lowrank" and not isinstance(model, MLP):
         raise ValueError(f"--implementation lowrank works for MLPs only, not --arch {args.arch}")
     return model, samplers
@@ -304,8 +306,9 @@ def run_experiment(args: argparse.Namespace, model: torch.nn.Module,
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in NOT_SETTINGS}
     config["eval_inner_steps"] = eval_inner_steps(args)
     config["train_shots"] = samplers["train"].shots
+    meta_state = get_algorithm(args.algorithm).init_meta_state(dict(model.named_parameters()), args.inner_lr)
     kwargs = dict(algorithm=args.algorithm, inner_lr=args.inner_lr, inner_steps=args.inner_steps,
-                  implementation=args.implementation)
+                  implementation=args.implementation, meta_state=meta_state)
     # Memory of one meta-step, on tasks from a separately seeded sampler (training's stream is untouched).
     probe = FewShotSampler(args.split, "train", args.ways, samplers["train"].shots, args.queries,
                            root=args.data_root, seed=(args.seed + 3) % (MAX_SEED + 1)).sample(args.meta_batch_size)
@@ -316,8 +319,10 @@ def run_experiment(args: argparse.Namespace, model: torch.nn.Module,
                          optimizer=args.optimizer, seed=args.seed, progress=not args.no_progress,
                          zero_head=args.zero_head, meta_lr_schedule=args.meta_lr_schedule, **kwargs)
     evaluation = evaluate(model, samplers["test"], inner_lr=args.inner_lr, inner_steps=eval_inner_steps(args),
-                          num_tasks=args.eval_tasks, tasks_per_batch=EVAL_TASKS_PER_BATCH)
-    return RunResult(model, config, history, evaluation, history.seconds[-1], peak)
+                          num_tasks=args.eval_tasks, tasks_per_batch=EVAL_TASKS_PER_BATCH, algorithm=args.algorithm,
+                          meta_state=meta_state)
+    return RunResult(model, config, history, evaluation, history.seconds[-1], peak,
+                     {k: s.detach() for k, s in meta_state.items()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -125,3 +125,25 @@ def test_a_checkpoint_gets_the_permissions_of_an_ordinary_new_file(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_meta_state_round_trips_and_is_covered_by_the_digest(tmp_path):
+    model = build_model("mlp", 5)
+    step_sizes = {k: torch.full_like(p, 0.1) + 0.01 * torch.arange(p.numel()).reshape(p.shape).sin()
+                  for k, p in model.named_parameters()}
+    save_checkpoint(tmp_path / "m.pt", model, meta_state=step_sizes, algorithm="metasgd")
+    _, metadata = load_checkpoint(tmp_path / "m.pt")
+    assert sorted(metadata["meta_state"]) == sorted(step_sizes) and metadata["algorithm"] == "metasgd"
+    assert all(torch.equal(metadata["meta_state"][k], v) for k, v in step_sizes.items())
+    raw = bytearray((tmp_path / "m.pt").read_bytes())
+    start = raw.find(step_sizes["layers.0.weight"].numpy().tobytes()[:64])
+    assert start > 0
+    raw[start + 1000] ^= 0x40
+    (tmp_path / "m.pt").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+def test_a_checkpoint_without_meta_state_has_none_in_its_metadata(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", build_model("mlp", 5), meta_state={})
+    assert "meta_state" not in load_checkpoint(tmp_path / "m.pt")[1]

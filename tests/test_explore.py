@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from fomaml_utils.algorithms import ALGORITHMS, get_algorithm  # noqa: E402
 from fomaml_utils.explore import (MetaTrainingPlayground, adaptation_view, adapted_predictions,  # noqa: E402
                                   head_size)
 from fomaml_utils.models import build_model  # noqa: E402
@@ -86,26 +87,27 @@ def _tiny_playground() -> MetaTrainingPlayground:
     return MetaTrainingPlayground(tasks_per_run=40, val_tasks=4, val_points=2, queries=2)
 
 
-@pytest.mark.parametrize("first_order, zero_head", [(True, True), (False, True), (True, False)])
-def test_short_run_learns_and_reports_validation_accuracy(first_order, zero_head):
+@pytest.mark.parametrize("algorithm, zero_head", [(a, True) for a in ALGORITHMS] + [("fomaml", False)])
+def test_short_run_learns_and_reports_validation_accuracy(algorithm, zero_head):
     playground = _tiny_playground()
-    run = playground.run(inner_lr=0.1, meta_lr=1e-3, inner_steps=2, meta_batch_size=4, first_order=first_order,
+    run = playground.run(inner_lr=0.1, meta_lr=1e-3, inner_steps=2, meta_batch_size=4, algorithm=algorithm,
                          zero_head=zero_head)
     assert run.settings["zero_head"] is zero_head and ("zero head" in run.label) is zero_head
+    assert run.label.startswith(get_algorithm(algorithm).title + ",")
     assert not run.diverged and "meta-validation accuracy" in run.message
     assert run.settings["iterations"] == 10 and run.history.iteration[-1] == 10
     assert all(math.isfinite(v) for v in run.history.query_loss)
 
 
-@pytest.mark.parametrize("inner_lr, meta_lr, first_order", [
-    (10.0, 1.0, True),    # the slider extremes: a blow-up that ends at chance level, not a NaN
-    (10.0, 1.0, False),
-    (1e30, 1e-3, True),   # NaN at once
+@pytest.mark.parametrize("inner_lr, meta_lr, algorithm", [
+    (10.0, 1.0, "fomaml"),    # the slider extremes: a blow-up that ends at chance level, not a NaN
+    (10.0, 1.0, "maml"),
+    (1e30, 1e-3, "fomaml"),   # NaN at once
 ])
-def test_extreme_step_sizes_end_in_a_divergence_message_not_an_exception(inner_lr, meta_lr, first_order):
+def test_extreme_step_sizes_end_in_a_divergence_message_not_an_exception(inner_lr, meta_lr, algorithm):
     playground = _tiny_playground()
     run = playground.run(inner_lr=inner_lr, meta_lr=meta_lr, inner_steps=5, meta_batch_size=4,
-                         first_order=first_order)
+                         algorithm=algorithm)
     assert run.diverged and run.message.startswith("Diverged") and "learning rate" in run.message
     fig = playground.figure()
     assert any(t.get_text() == "diverged" for ax in fig.axes for t in ax.texts)

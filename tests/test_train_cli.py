@@ -79,6 +79,28 @@ def test_zero_head_run_records_the_setting_and_saves_a_zero_output_layer(tmp_pat
     assert torch.count_nonzero(model.layers[0].weight) > 0
 
 
+@pytest.mark.parametrize("algorithm", ["fo-anil", "metasgd"])
+def test_anil_and_meta_sgd_runs_write_what_they_learned(algorithm, tmp_path):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--algorithm", algorithm, "--zero-head"]) == 0
+    model, metadata = load_checkpoint(out / "checkpoint.pt", expected_arch="mlp")
+    assert metadata["config"]["algorithm"] == algorithm
+    if algorithm == "metasgd":  # the learned step sizes, one per weight, moved from --inner-lr
+        state = metadata["meta_state"]
+        assert sorted(state) == sorted(k for k, _ in model.named_parameters())
+        assert all(state[k].shape == p.shape for k, p in model.named_parameters())
+        assert any(not torch.equal(s, torch.full_like(s, 0.1)) for s in state.values())
+    else:
+        assert "meta_state" not in metadata
+
+
+def test_lowrank_with_an_algorithm_it_cannot_serve_is_a_usage_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*TINY, "--out", str(tmp_path / "run"), "--algorithm", "anil", "--implementation", "lowrank"])
+    assert exit_info.value.code == 2
+    assert "implementation 'lowrank' serves" in capsys.readouterr().err
+
+
 def test_same_seed_gives_the_same_checkpoint(tmp_path):
     for name in ("a", "b"):
         assert main([*TINY, "--out", str(tmp_path / name)]) == 0
