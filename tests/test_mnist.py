@@ -1,4 +1,4 @@
-"""The real MNIST, built offline: what ``fomaml_utils.mnist`` promises and what it refuses.
+"""The real MNIST, built offline: what ``fomaml_utils.data.mnist`` promises and what it refuses.
 
 Real-data tests use ``default_data_root()`` (``make test`` prepares it first); everything else runs on
 small synthetic files in ``tmp_path``.
@@ -23,8 +23,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from fomaml_utils import mnist
-from fomaml_utils.mnist import (
+from fomaml_utils.data import mnist
+from fomaml_utils.data.mnist import (
     CLASS_COUNTS,
     IDX_FILES,
     MNISTDataError,
@@ -505,7 +505,7 @@ _SLOW_WRITER = """
 import sys, time
 from pathlib import Path
 import numpy as np
-from fomaml_utils import mnist
+from fomaml_utils.data import mnist
 
 write = mnist._write_idx_file
 def write_then_hang(path, array):

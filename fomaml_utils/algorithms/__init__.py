@@ -1,0 +1,1 @@
+"""algorithms layer of fomaml_utils."""

@@ -1,0 +1,1 @@
+"""companions layer of fomaml_utils."""
