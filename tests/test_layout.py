@@ -159,9 +159,21 @@ def test_each_module_imports_alone_in_a_fresh_interpreter(name):
     assert result.returncode == 0, f"python -c 'import {name}' failed:\n{result.stderr[-3000:]}"
 
 
+def _is_command(tree: ast.Module) -> bool:
+    return any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
+
+
+def test_no_package_imports_a_command_module_when_imported():
+    """``python -m P.M`` imports the package P first; had P imported M already, runpy warns and runs M twice."""
+    wrong = [f"{name} imports {target}" for name, tree in TREES.items() if is_package(name)
+             for target, _ in _imports(name, tree, module_level_only=True)
+             if target in TREES and _is_command(TREES[target])]
+    assert not wrong, "a package's __init__ imports a module that runs as a command:\n" + "\n".join(wrong)
+
+
 def test_the_mnist_command_does_not_import_torch():
     """``python -m fomaml_utils.data.mnist`` returns in a fraction of a second when the data is there: the data
-    package imports the torch-using names of tasks and taskbatch only on first use."""
+    package imports the names it re-exports only on first use."""
     result = _python("import sys, fomaml_utils.data.mnist; sys.exit('torch' in sys.modules)")
     assert result.returncode == 0, result.stderr or "importing fomaml_utils.data.mnist imported torch"
 

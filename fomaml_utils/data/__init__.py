@@ -4,27 +4,26 @@
 - ``tasks``: N-way K-shot tasks (``FewShotSampler``) over the splits of the digit classes.
 - ``taskbatch``: ``TaskBatch``, the support and query tensors of a batch of tasks.
 
-The names of ``tasks`` and ``taskbatch`` are imported on first use: they import torch, which takes
-seconds, and ``python -m fomaml_utils.data.mnist`` must stay fast when the data is already there.
+The names below are imported from their module on first use, not when this package is imported:
+``python -m fomaml_utils.data.mnist`` must not import torch (seconds; the command returns in a fraction of
+one when the data is there), nor find its own module imported already (runpy warns, and runs it twice).
 """
 
-from fomaml_utils.data.mnist import CLASS_COUNTS, MNIST_MEAN, MNIST_STD, load_mnist, normalize_images
+import importlib
 
-__all__ = [
-    "CLASS_COUNTS", "MNIST_MEAN", "MNIST_STD", "load_mnist", "normalize_images",
-    "FewShotSampler", "SPLITS", "TRAIN_IMAGES", "TaskBatch",
-]
+_SOURCES = {
+    "mnist": ("CLASS_COUNTS", "MNIST_MEAN", "MNIST_STD", "load_mnist", "normalize_images"),
+    "tasks": ("FewShotSampler", "SPLITS", "TRAIN_IMAGES"),
+    "taskbatch": ("TaskBatch",),
+}
 
-_FROM_TASKS = ("FewShotSampler", "SPLITS", "TRAIN_IMAGES")
+__all__ = [name for names in _SOURCES.values() for name in names]
 
 
 def __getattr__(name: str):
-    if name in _FROM_TASKS:
-        from fomaml_utils.data import tasks
-        return getattr(tasks, name)
-    if name == "TaskBatch":
-        from fomaml_utils.data.taskbatch import TaskBatch
-        return TaskBatch
+    for module, names in _SOURCES.items():
+        if name in names:
+            return getattr(importlib.import_module(f"{__name__}.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
