@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,15 @@ def test_the_module_level_import_graph_has_no_cycle():
 def test_only_init_and_seeding_sit_directly_in_the_package():
     loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "seeding.py"))
     assert not loose, f"put these modules in their layer's subpackage (fomaml_utils/__init__.py has the map): {loose}"
+
+
+def test_git_ignores_no_module_of_the_package():
+    """.gitignore's data/ (the MNIST folder) once hid fomaml_utils/data/ from git."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [str(p.relative_to(ROOT)) for p in MODULES.values()]
+    result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and not result.stdout, f"git ignores: {result.stdout.split()}"
 
 
 def test_every_subpackage_is_a_layer_with_an_init():
