@@ -381,7 +381,7 @@ def test_default_data_root_is_fomaml_data_or_the_repository_data_directory(monke
     monkeypatch.setenv("FOMAML_DATA", str(tmp_path))
     assert default_data_root() == tmp_path
     monkeypatch.delenv("FOMAML_DATA")
-    assert default_data_root() == Path(mnist.__file__).resolve().parent.parent / "data"
+    assert default_data_root() == Path(__file__).resolve().parents[1] / "data"  # this repository's
 
 
 # --------------------------------------------------------------------------- preprocessing
