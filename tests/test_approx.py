@@ -10,7 +10,7 @@ import pytest
 import torch
 from nbval.plugin import get_sanitize_patterns
 
-from fomaml_utils.approx import MARK, approx
+from fomaml_utils.companions.approx import MARK, approx
 
 PATTERNS = get_sanitize_patterns((Path(__file__).resolve().parent.parent / "nbval-sanitize.cfg").read_text())
 

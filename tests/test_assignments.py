@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from fomaml_utils import course
-from fomaml_utils.course import COURSE, SOLUTION_MARKERS, assignments, leaked_lines, solution_lines
+from fomaml_utils.tools import course
+from fomaml_utils.tools.course import COURSE, SOLUTION_MARKERS, assignments, leaked_lines, solution_lines
 
 ASSIGNMENTS = assignments()
 A3 = "a3_meta_training_loop"

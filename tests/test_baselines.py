@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from fomaml_utils.baselines import head_name, pretrain, with_fresh_head
-from fomaml_utils.maml import adapt
-from fomaml_utils.models import build_model
+from fomaml_utils.algorithms.maml import adapt
+from fomaml_utils.algorithms.models import build_model
+from fomaml_utils.data.tasks import SPLITS, FewShotSampler
 from fomaml_utils.seeding import seed_everything
-from fomaml_utils.tasks import SPLITS, FewShotSampler
+from fomaml_utils.training.baselines import head_name, pretrain, with_fresh_head
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""fomaml_utils.bugs: every switch changes the run, the correct loop trains, the figure avoids pyplot."""
+"""fomaml_utils.companions.bugs: every switch changes the run, the correct loop trains, the figure avoids pyplot."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from fomaml_utils import bugs as bugs_module  # noqa: E402
-from fomaml_utils.bugs import BUGS, BugRun, meta_train_with_bugs, plot_bug_runs  # noqa: E402
-from fomaml_utils.models import build_model  # noqa: E402
+from fomaml_utils.algorithms.models import build_model  # noqa: E402
+from fomaml_utils.companions import bugs as bugs_module  # noqa: E402
+from fomaml_utils.companions.bugs import BUGS, BugRun, meta_train_with_bugs, plot_bug_runs  # noqa: E402
 from fomaml_utils.seeding import seed_everything  # noqa: E402
-from fomaml_utils.training import History  # noqa: E402
+from fomaml_utils.training.loop import History  # noqa: E402
 
 TINY = dict(iterations=3, meta_batch_size=2, inner_steps=1, val_tasks=4, val_points=1)
 
@@ -105,7 +105,7 @@ def test_a_fresh_model_is_the_one_notebook_03_builds():
 
 
 def test_a_kept_sampler_draws_what_a_new_one_would():
-    from fomaml_utils.tasks import FewShotSampler
+    from fomaml_utils.data.tasks import FewShotSampler
     kept = bugs_module._sampler(FewShotSampler, "val", 5, 1, 15, None, 3)
     kept.sample(2)
     again = bugs_module._sampler(FewShotSampler, "val", 5, 1, 15, None, 3)

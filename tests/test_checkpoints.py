@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fomaml_utils.checkpoints import load_checkpoint, save_checkpoint
-from fomaml_utils.evaluation import Evaluation
-from fomaml_utils.models import MLP, ConvNet, build_model
-from fomaml_utils.training import History
+from fomaml_utils.algorithms.models import MLP, ConvNet, build_model
+from fomaml_utils.training.checkpoints import load_checkpoint, save_checkpoint
+from fomaml_utils.training.evaluation import Evaluation
+from fomaml_utils.training.loop import History
 
 
 @pytest.mark.parametrize("arch", ["mlp", "mlp2", "cnn"])
@@ -89,8 +89,8 @@ def test_an_empty_file_and_a_directory_each_get_their_own_reason(tmp_path):
 
 
 def test_weights_that_do_not_fit_the_architecture_are_a_value_error(tmp_path):
-    from fomaml_utils.checkpoints import tensors_digest
-    from fomaml_utils.models import model_spec
+    from fomaml_utils.algorithms.models import model_spec
+    from fomaml_utils.training.checkpoints import tensors_digest
 
     spec = model_spec(build_model("mlp", 5))
     state_dict = build_model("mlp", 3).state_dict()
@@ -105,7 +105,7 @@ def test_weights_that_do_not_fit_the_architecture_are_a_value_error(tmp_path):
 
 
 def test_a_format_1_checkpoint_without_digest_still_loads_with_a_warning(tmp_path):
-    from fomaml_utils.models import model_spec
+    from fomaml_utils.algorithms.models import model_spec
 
     model = build_model("mlp", 5)
     torch.save({"format": 1, "spec": model_spec(model), "state_dict": model.state_dict(), "metadata": {"a": 1}},

@@ -1,11 +1,11 @@
-"""fomaml_utils.checks: every failure is a CheckFailed whose message says what is wrong and where to look."""
+"""fomaml_utils.companions.checks: every failure is a CheckFailed whose message says what is wrong and where to look."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fomaml_utils.checks import CheckFailed, check, close, fail, running
+from fomaml_utils.companions.checks import CheckFailed, check, close, fail, running
 
 
 def test_fail_names_what_and_where_as_sentences():

@@ -1,4 +1,4 @@
-"""The argparse number checkers of ``fomaml_utils.cli``, and that both command lines use them."""
+"""The argparse number checkers of ``fomaml_utils.tools.cli``, and that both command lines use them."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from fomaml_utils import bench, train
-from fomaml_utils.cli import finite_or_none, non_negative_int, positive_float, positive_int, seed
+from fomaml_utils.tools import bench, train
+from fomaml_utils.tools.cli import finite_or_none, non_negative_int, positive_float, positive_int, seed
 
 
 @pytest.mark.parametrize("check, text, expected", [
@@ -56,7 +56,7 @@ def test_both_command_lines_report_bad_numbers_naming_the_flag(parser, argv, mes
 
 
 def test_check_writable_folder_creates_the_folder_and_names_the_flag_when_it_cannot(tmp_path):
-    from fomaml_utils.cli import check_writable_folder
+    from fomaml_utils.tools.cli import check_writable_folder
 
     check_writable_folder(tmp_path / "a" / "b", "--out")
     assert (tmp_path / "a" / "b").is_dir() and not list((tmp_path / "a" / "b").iterdir())
@@ -66,7 +66,7 @@ def test_check_writable_folder_creates_the_folder_and_names_the_flag_when_it_can
 
 
 def test_write_text_atomically_leaves_the_whole_text_and_no_temporary_file(tmp_path):
-    from fomaml_utils.cli import write_text_atomically
+    from fomaml_utils.tools.cli import write_text_atomically
 
     (tmp_path / "m.json").write_text("old")
     write_text_atomically(tmp_path / "m.json", "new")
@@ -127,7 +127,7 @@ def test_finite_or_none_turns_every_non_finite_number_into_null_and_keeps_the_re
 def test_write_json_atomically_writes_strict_json(tmp_path):
     import json
 
-    from fomaml_utils.cli import write_json_atomically
+    from fomaml_utils.tools.cli import write_json_atomically
 
     write_json_atomically(tmp_path / "r.json", {"ci95": float("nan"), "rate": 3.0})
     text = (tmp_path / "r.json").read_text()

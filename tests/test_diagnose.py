@@ -1,4 +1,4 @@
-"""The bug checks of ``fomaml_utils.diagnose``: each flags a step that has its bug and passes a correct one.
+"""The bug checks of ``fomaml_utils.companions.diagnose``: each flags a step that has its bug and passes a correct one.
 
 Every buggy step below differs from the correct ``fomaml_step`` (or ``maml_step``) in the one place its
 name says, and the check must name exactly that symptom. Tiny float64 MLPs and hand-built task batches
@@ -15,14 +15,14 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from fomaml_utils.diagnose import (
+from fomaml_utils.companions.diagnose import (
     DiagnosisError, Report, check_meta_step, check_split, check_task_labels, check_tasks,
     maml_objective_gradient,
 )
-from fomaml_utils.maml import adapt, meta_gradient, task_loss
-from fomaml_utils.models import MLP
-from fomaml_utils.taskbatch import TaskBatch
-from fomaml_utils.tasks import FewShotSampler
+from fomaml_utils.algorithms.maml import adapt, meta_gradient, task_loss
+from fomaml_utils.algorithms.models import MLP
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.data.tasks import FewShotSampler
 
 INNER_LR, INNER_STEPS, META_LR = 0.5, 2, 0.1
 

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from fomaml_utils import evaluation
-from fomaml_utils.evaluation import Evaluation, evaluate, mean_confidence_interval, student_t_quantile
-from fomaml_utils.maml import adapt
-from fomaml_utils.models import MLP, ConvNet
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import adapt
+from fomaml_utils.algorithms.models import MLP, ConvNet
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.training import evaluation
+from fomaml_utils.training.evaluation import Evaluation, evaluate, mean_confidence_interval, student_t_quantile
 
 
 class ToySampler:
@@ -161,7 +161,7 @@ def test_bad_evaluation_arguments_raise_value_error_naming_them(kwargs, argument
 
 
 def test_lowrank_evaluation_of_a_convnet_raises_value_error_naming_the_model():
-    with pytest.raises(ValueError, match="model must be a fomaml_utils.models.MLP"):
+    with pytest.raises(ValueError, match="model must be a fomaml_utils.algorithms.models.MLP"):
         evaluate(ConvNet(3, channels=4, blocks=2, image_size=12), ToySampler(shape=(1, 12, 12)), inner_lr=0.1,
                  inner_steps=1, num_tasks=2, implementation="lowrank")
 

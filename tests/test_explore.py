@@ -12,12 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from fomaml_utils.algorithms import ALGORITHMS, get_algorithm  # noqa: E402
-from fomaml_utils.explore import (MetaTrainingPlayground, adaptation_view, adapted_predictions,  # noqa: E402
+from fomaml_utils.algorithms.registry import ALGORITHMS, get_algorithm  # noqa: E402
+from fomaml_utils.companions.explore import (MetaTrainingPlayground, adaptation_view, adapted_predictions,  # noqa: E402
                                   head_size)
-from fomaml_utils.models import build_model  # noqa: E402
+from fomaml_utils.algorithms.models import build_model  # noqa: E402
+from fomaml_utils.data.tasks import FewShotSampler  # noqa: E402
 from fomaml_utils.seeding import seed_everything  # noqa: E402
-from fomaml_utils.tasks import FewShotSampler  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_figure_draws_the_latest_run_beside_the_previous_one():
 
 
 def test_running_mean_averages_the_last_window_values_and_fewer_at_the_start():
-    from fomaml_utils.explore import running_mean
+    from fomaml_utils.companions.explore import running_mean
 
     assert running_mean([1.0, 3.0, 5.0, 7.0], window=2).tolist() == [1.0, 2.0, 4.0, 6.0]
     assert running_mean([]).numel() == 0

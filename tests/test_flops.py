@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fomaml_utils.flops import FORMS, adapted_weight_floats, dense_fomaml_flops, lowrank_fomaml_flops
-from fomaml_utils.maml import meta_gradient
-from fomaml_utils.mlp_lowrank import _adapt
-from fomaml_utils.models import MLP
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import meta_gradient
+from fomaml_utils.algorithms.mlp_lowrank import _adapt
+from fomaml_utils.algorithms.models import MLP
+from fomaml_utils.companions.flops import FORMS, adapted_weight_floats, dense_fomaml_flops, lowrank_fomaml_flops
+from fomaml_utils.data.taskbatch import TaskBatch
 
 SHAPES = [  # widths, tasks, support, query, inner steps
     ((784, 256, 128, 5), 4, 5, 75, 5),
@@ -82,7 +82,7 @@ def test_unknown_form_is_refused():
 
 
 def test_slider_figure_draws_the_three_panels_and_refuses_bad_sizes():
-    from fomaml_utils.flops_view import STEPS, flops_figure
+    from fomaml_utils.companions.flops_view import STEPS, flops_figure
 
     fig = flops_figure(widths=(784, 256, 128, 5), tasks=16, support=5, query=75, measured={1: 2.0, 5: 3.5},
                        measured_label="(here)")

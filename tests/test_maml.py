@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from fomaml_utils.algorithms import ALGORITHMS, get_algorithm, inner_loop
-from fomaml_utils.maml import MetaGradient, adapt, meta_gradient, resolve_implementation, task_loss
-from fomaml_utils.models import MLP, ConvNet, build_model
+from fomaml_utils.algorithms.maml import MetaGradient, adapt, meta_gradient, resolve_implementation, task_loss
+from fomaml_utils.algorithms.models import MLP, ConvNet, build_model
+from fomaml_utils.algorithms.registry import ALGORITHMS, get_algorithm, inner_loop
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.data.tasks import FewShotSampler
 from fomaml_utils.seeding import seed_everything
-from fomaml_utils.taskbatch import TaskBatch
-from fomaml_utils.tasks import FewShotSampler
 
 
 def state_for(algorithm: str, params: dict[str, torch.Tensor], inner_lr: float) -> dict[str, torch.Tensor]:

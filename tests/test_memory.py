@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from fomaml_utils.maml import meta_gradient
-from fomaml_utils.memory import peak_memory_bytes, saved_tensor_bytes
-from fomaml_utils.models import MLP
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import meta_gradient
+from fomaml_utils.algorithms.models import MLP
+from fomaml_utils.companions.memory import peak_memory_bytes, saved_tensor_bytes
+from fomaml_utils.data.taskbatch import TaskBatch
 
 
 def test_saved_tensor_bytes_counts_each_saved_storage_once():

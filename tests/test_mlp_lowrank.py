@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from fomaml_utils.algorithms import REGISTRY
-from fomaml_utils import bench
-from fomaml_utils.maml import meta_gradient
-from fomaml_utils.mlp_lowrank import lowrank_meta_gradient
-from fomaml_utils.models import MLP
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import meta_gradient
+from fomaml_utils.algorithms.mlp_lowrank import lowrank_meta_gradient
+from fomaml_utils.algorithms.models import MLP
+from fomaml_utils.algorithms.registry import REGISTRY
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.tools import bench
 
 ALGORITHMS = tuple(name for name, a in REGISTRY.items() if a.plain_sgd)  # what the low-rank path serves
 
@@ -176,7 +176,7 @@ class NotAnMLP(nn.Module):
 @pytest.mark.parametrize(
     "change,match",
     [
-        (lambda m, p, b: (NotAnMLP(), p, b), "model must be a fomaml_utils.models.MLP"),
+        (lambda m, p, b: (NotAnMLP(), p, b), "model must be a fomaml_utils.algorithms.models.MLP"),
         (lambda m, p, b: (m, {k: v for k, v in p.items() if k != "layers.1.bias"}, b), "params must have"),
         (lambda m, p, b: (m, {**p, "layers.0.weight": p["layers.0.weight"][:, :5]}, b), r"params\['layers.0.weight'\]"),
         (lambda m, p, b: (m, p, b._replace(support_y=b.support_y + 3)), r"batch.support_y must be labels in 0..2"),
@@ -247,7 +247,7 @@ def test_bench_quick_smoke_run_prints_a_table_and_writes_json(tmp_path, capsys):
 
 
 def test_bench_refuses_an_unwritable_json_before_it_runs(tmp_path, capsys):
-    from fomaml_utils.bench import main as bench_main
+    from fomaml_utils.tools.bench import main as bench_main
 
     (tmp_path / "folder").mkdir()
     for path, message in ((tmp_path / "folder", "is a folder"), (Path("/proc/bench.json"), "cannot write to --json")):

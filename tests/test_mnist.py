@@ -1,4 +1,4 @@
-"""The real MNIST, built offline: what ``fomaml_utils.mnist`` promises and what it refuses.
+"""The real MNIST, built offline: what ``fomaml_utils.data.mnist`` promises and what it refuses.
 
 Real-data tests use ``default_data_root()`` (``make test`` prepares it first); everything else runs on
 small synthetic files in ``tmp_path``.
@@ -23,8 +23,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from fomaml_utils import mnist
-from fomaml_utils.mnist import (
+from fomaml_utils.data import mnist
+from fomaml_utils.data.mnist import (
     CLASS_COUNTS,
     IDX_FILES,
     MNISTDataError,
@@ -381,7 +381,7 @@ def test_default_data_root_is_fomaml_data_or_the_repository_data_directory(monke
     monkeypatch.setenv("FOMAML_DATA", str(tmp_path))
     assert default_data_root() == tmp_path
     monkeypatch.delenv("FOMAML_DATA")
-    assert default_data_root() == Path(mnist.__file__).resolve().parent.parent / "data"
+    assert default_data_root() == Path(__file__).resolve().parents[1] / "data"  # this repository's
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -505,7 +505,7 @@ _SLOW_WRITER = """
 import sys, time
 from pathlib import Path
 import numpy as np
-from fomaml_utils import mnist
+from fomaml_utils.data import mnist
 
 write = mnist._write_idx_file
 def write_then_hang(path, array):

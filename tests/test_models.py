@@ -7,7 +7,7 @@ import torch
 
 from torch.nn import functional as F
 
-from fomaml_utils.models import MLP, ConvBlock, ConvNet, build_model, model_from_spec, model_spec
+from fomaml_utils.algorithms.models import MLP, ConvBlock, ConvNet, build_model, model_from_spec, model_spec
 
 
 def test_mlp_keeps_its_parameter_names_and_flattens_images():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fomaml_utils import peer_learn2learn as peer
-from fomaml_utils.maml import meta_gradient
-from fomaml_utils.models import ConvNet, MLP
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import meta_gradient
+from fomaml_utils.algorithms.models import ConvNet, MLP
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.tools import peer_learn2learn as peer
 
 
 def _batch(shape, dtype=torch.float64):

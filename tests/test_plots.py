@@ -12,8 +12,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from fomaml_utils.plots import WRONG_COLOR, plot_task  # noqa: E402
-from fomaml_utils.tasks import FewShotSampler  # noqa: E402
+from fomaml_utils.companions.plots import WRONG_COLOR, plot_task  # noqa: E402
+from fomaml_utils.data.tasks import FewShotSampler  # noqa: E402
 
 
 def _sampler(ways=5, shots=2, queries=7):

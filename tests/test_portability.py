@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fomaml_utils import portability
+from fomaml_utils.tools import portability
 
 
 def test_the_probe_gives_the_same_hash_twice_under_one_setting():

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from fomaml_utils.maml import meta_gradient
-from fomaml_utils.models import MLP
-from fomaml_utils.profiling import matmul_throughput, median_seconds, time_shares
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import meta_gradient
+from fomaml_utils.algorithms.models import MLP
+from fomaml_utils.companions.profiling import matmul_throughput, median_seconds, time_shares
+from fomaml_utils.data.taskbatch import TaskBatch
 
 GROUPS = ["first layer's products", "other products", "weight updates", "everything else"]
 

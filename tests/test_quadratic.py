@@ -10,7 +10,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from fomaml_utils.quadratic import (
+from fomaml_utils.companions.quadratic import (
     DTYPE,
     INNER_STEPS_RANGE,
     QuadraticTasks,

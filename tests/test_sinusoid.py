@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from fomaml_utils.models import MLP  # noqa: E402
-from fomaml_utils.sinusoid import (  # noqa: E402
+from fomaml_utils.algorithms.models import MLP  # noqa: E402
+from fomaml_utils.companions.sinusoid import (  # noqa: E402
     SLIDER_LIMITS,
     SinusoidSampler,
     adapted_curve,

@@ -13,14 +13,15 @@ import torch  # noqa: E402
 from ipywidgets import Checkbox, FloatSlider, IntSlider  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from fomaml_utils import quadratic as quad  # noqa: E402
-from fomaml_utils import sinusoid  # noqa: E402
-from fomaml_utils.explore import MetaTrainingPlayground, plot_accuracy_curve  # noqa: E402
-from fomaml_utils.evaluation import Evaluation  # noqa: E402
-from fomaml_utils.models import MLP  # noqa: E402
-from fomaml_utils.plots import plot_task  # noqa: E402
-from fomaml_utils.sliders import CHECKBOX_NOTE, MANUAL_NOTE, STATIC_NOTE, FigurePanel, png_bytes  # noqa: E402
-from fomaml_utils.taskbatch import TaskBatch  # noqa: E402
+from fomaml_utils.algorithms.models import MLP  # noqa: E402
+from fomaml_utils.companions import quadratic as quad  # noqa: E402
+from fomaml_utils.companions import sinusoid  # noqa: E402
+from fomaml_utils.companions.explore import MetaTrainingPlayground, plot_accuracy_curve  # noqa: E402
+from fomaml_utils.companions.plots import plot_task  # noqa: E402
+from fomaml_utils.companions.sliders import (CHECKBOX_NOTE, MANUAL_NOTE, STATIC_NOTE, FigurePanel,  # noqa: E402
+                                              png_bytes)
+from fomaml_utils.data.taskbatch import TaskBatch  # noqa: E402
+from fomaml_utils.training.evaluation import Evaluation  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""Few-shot MNIST tasks: what ``fomaml_utils.tasks`` promises about every batch it draws.
+"""Few-shot MNIST tasks: what ``fomaml_utils.data.tasks`` promises about every batch it draws.
 
 Most tests use small synthetic images (random pixels, so no two images are equal) through
 ``FewShotSampler.from_tensors``; the split tests use the real MNIST (``make test`` prepares it first).
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from fomaml_utils.mnist import load_mnist_tensors, normalize_images
-from fomaml_utils.tasks import PARTS, SPLITS, TRAIN_IMAGES, FewShotSampler
+from fomaml_utils.data.mnist import load_mnist_tensors, normalize_images
+from fomaml_utils.data.tasks import PARTS, SPLITS, TRAIN_IMAGES, FewShotSampler
 
 WAYS, SHOTS, QUERIES = 3, 2, 4
 
@@ -312,7 +312,7 @@ def test_from_tensors_refuses_rotations_that_are_not_multiples_of_90():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_a_missing_device_is_refused_when_the_sampler_is_built_before_loading_data(monkeypatch):
-    import fomaml_utils.tasks as tasks
+    import fomaml_utils.data.tasks as tasks
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the data must not be loaded for a sampler that cannot work")

@@ -1,4 +1,4 @@
-"""The command line ``python -m fomaml_utils.train``: help, usage errors, a tiny run, divergence."""
+"""The command line ``python -m fomaml_utils.tools.train``: help, usage errors, a tiny run, divergence."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from fomaml_utils.checkpoints import load_checkpoint
-from fomaml_utils.train import build_parser, main, make_samplers, run_name
+from fomaml_utils.tools.train import build_parser, main, make_samplers, run_name
+from fomaml_utils.training.checkpoints import load_checkpoint
 
 TINY = ["--iterations", "4", "--meta-batch-size", "4", "--inner-steps", "1", "--val-every", "2",
         "--val-tasks", "10", "--eval-tasks", "20", "--eval-inner-steps", "2", "--no-progress"]
 
 
 def test_help_explains_every_flag_and_shows_defaults():
-    result = subprocess.run([sys.executable, "-m", "fomaml_utils.train", "--help"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "fomaml_utils.tools.train", "--help"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     flags = [s for a in build_parser()._actions for s in a.option_strings if s.startswith("--")]
@@ -174,7 +174,7 @@ def test_sampler_seeds_wrap_around_at_torchs_limit():
 @pytest.fixture
 def no_fetching(monkeypatch):
     """Fails the test if MNIST would be fetched from anywhere."""
-    from fomaml_utils import mnist
+    from fomaml_utils.data import mnist
 
     def fetch(*args, **kwargs):
         raise AssertionError("must not fetch MNIST")
@@ -189,13 +189,13 @@ def test_data_root_without_mnist_is_a_usage_error_saying_how_to_build_it(tmp_pat
             main([*TINY, "--data-root", str(root), "--out", str(tmp_path / "run")])
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
-        assert reason in err and f"python -m fomaml_utils.mnist --root {root}" in err and "Traceback" not in err
+        assert reason in err and f"python -m fomaml_utils.data.mnist --root {root}" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no folder made, nothing fetched
     assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_damaged_data_root_gives_one_line_without_traceback(tmp_path, capsys, no_fetching):
-    from fomaml_utils.mnist import IDX_FILES
+    from fomaml_utils.data.mnist import IDX_FILES
 
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -203,8 +203,8 @@ def test_damaged_data_root_gives_one_line_without_traceback(tmp_path, capsys, no
         (raw / name).write_bytes(b"\x00\x00\x08")  # cut short: not an IDX file
     assert main([*TINY, "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("python -m fomaml_utils.train: error: ") and err.count("\n") == 1
-    assert "too short for an IDX file" in err and "python -m fomaml_utils.mnist --root" in err
+    assert err.startswith("python -m fomaml_utils.tools.train: error: ") and err.count("\n") == 1
+    assert "too short for an IDX file" in err and "python -m fomaml_utils.data.mnist --root" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from fomaml_utils.algorithms import ALGORITHMS, get_algorithm
-from fomaml_utils.maml import meta_gradient
-from fomaml_utils.models import MLP
-from fomaml_utils.taskbatch import TaskBatch
-from fomaml_utils.training import BLOWUP_FACTOR, DivergenceError, History, meta_train
+from fomaml_utils.algorithms.maml import meta_gradient
+from fomaml_utils.algorithms.models import MLP
+from fomaml_utils.algorithms.registry import ALGORITHMS, get_algorithm
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.training.loop import BLOWUP_FACTOR, DivergenceError, History, meta_train
 from test_evaluation import ToySampler  # tests/ is on sys.path under pytest's default import mode
 
 

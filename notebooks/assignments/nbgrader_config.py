@@ -1,5 +1,5 @@
 """nbgrader settings for the course assignments (run nbgrader from this folder, or use
-`python -m fomaml_utils.course`)."""
+`python -m fomaml_utils.tools.course`)."""
 
 import os
 

@@ -1,10 +1,10 @@
 """Measure how much each ≈ figure of a notebook varies: run it under several numeric settings, tabulate.
 
-A figure printed by ``fomaml_utils.approx.approx`` comes from training or from scoring near-ties, so its last
-digits differ between CPUs. Its tolerance must cover that spread. This script executes each notebook
+A figure printed by ``fomaml_utils.companions.approx.approx`` comes from training or from scoring near-ties,
+so its last digits differ between CPUs. Its tolerance must cover that spread. This script executes each notebook
 given once per setting of ``SETTINGS`` below (each changes float results on an x86-64 CPU the way another
-CPU would; ``python -m fomaml_utils.portability`` shows that they do), collects every ≈ figure, and writes a
-Markdown table (``notebooks/build/spread-<notebook>.md``): each figure's line, its value under each setting,
+CPU would; ``python -m fomaml_utils.tools.portability`` shows that they do), collects every ≈ figure, and
+writes a Markdown table (``notebooks/build/spread-<notebook>.md``): each figure's line, its value under each setting,
 the middle of the range and its half-width. ``notebooks/build/tolerances.md`` gives the rule that turns these
 tables into the expected values and tolerances written in the notebooks. Widget cells are left out of the runs.
 Run from the repository root (about ten minutes for notebooks 02 and 03)::
@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fomaml_utils.portability import NUMERIC_VARIABLES
+from fomaml_utils.tools.portability import NUMERIC_VARIABLES
 
 SETTINGS: dict[str, dict[str, str]] = {
     "as installed": {},
@@ -33,7 +33,7 @@ SETTINGS: dict[str, dict[str, str]] = {
     "ATEN=default CBWR=AVX2": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AVX2"},
 }
 """Settings that give six different bit patterns on an AMD EPYC with AVX-512 (checked with the probe); the first
-three are those of the portability check (``fomaml_utils.portability.SETTINGS``)."""
+three are those of the portability check (``fomaml_utils.tools.portability.SETTINGS``)."""
 
 FIGURE = re.compile(r"≈([-+]?[0-9][0-9.,]*(?:e[-+]?[0-9]+)?)")
 HERE = Path(__file__).resolve().parent

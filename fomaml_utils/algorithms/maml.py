@@ -27,7 +27,7 @@ Usage::
 
 Implementations of ``meta_gradient``: ``"loop"`` (one task at a time with ``adapt``, the readable
 reference), ``"vmap"`` (the same maths vectorised over tasks with ``torch.func.vmap`` and
-``torch.func.grad``), ``"lowrank"`` (``fomaml_utils.mlp_lowrank``, MLPs only) and ``"auto"``.
+``torch.func.grad``), ``"lowrank"`` (``fomaml_utils.algorithms.mlp_lowrank``, MLPs only) and ``"auto"``.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from fomaml_utils.algorithms import (ALGORITHMS, Algorithm, MetaGradient, Params, check_hyperparameters,
-                                     check_meta_state, functional_inner_step, get_algorithm, inner_loop)
-from fomaml_utils.losses import loss_and_accuracy, output_loss, task_accuracy, task_loss
-from fomaml_utils.mlp_lowrank import lowrank_meta_gradient
-from fomaml_utils.models import MLP
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.losses import loss_and_accuracy, output_loss, task_accuracy, task_loss
+from fomaml_utils.algorithms.mlp_lowrank import lowrank_meta_gradient
+from fomaml_utils.algorithms.models import MLP
+from fomaml_utils.algorithms.registry import (ALGORITHMS, Algorithm, MetaGradient, Params, check_hyperparameters,
+                                              check_meta_state, functional_inner_step, get_algorithm, inner_loop)
+from fomaml_utils.data.taskbatch import TaskBatch
 
 Implementation = Literal["auto", "loop", "vmap", "lowrank"]
 
@@ -242,7 +242,7 @@ def meta_gradient(model: nn.Module, params: Mapping[str, torch.Tensor], batch: T
         ``get_algorithm(...).init_meta_state(params, inner_lr)``); ``inner_lr`` is then unused.
 
     ``implementation``: ``"loop"``, ``"vmap"``, ``"lowrank"`` (MLPs and plain-SGD algorithms,
-    ``fomaml_utils.mlp_lowrank``) or ``"auto"`` (see ``resolve_implementation``). All give the same
+    ``fomaml_utils.algorithms.mlp_lowrank``) or ``"auto"`` (see ``resolve_implementation``). All give the same
     numbers up to float rounding.
     """
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)

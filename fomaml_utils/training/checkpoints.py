@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fomaml_utils.models import model_from_spec, model_spec
+from fomaml_utils.algorithms.models import model_from_spec, model_spec
 
 __all__ = ["save_checkpoint", "load_checkpoint", "FORMAT"]
 

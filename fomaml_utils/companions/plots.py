@@ -17,8 +17,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fomaml_utils.mnist import MNIST_MEAN, MNIST_STD
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.data.mnist import MNIST_MEAN, MNIST_STD
+from fomaml_utils.data.taskbatch import TaskBatch
 
 WRONG_COLOR = "tab:red"
 _FRAME_COLOR = "0.8"

@@ -12,7 +12,7 @@ Two experiments the reader can steer:
   that leaves the network at chance level) ends with a message saying so, never an exception.
 
 Both return figures and text; the notebook only displays them. Figures are ``matplotlib.figure.Figure``
-objects that pyplot never sees, so a widget callback may draw them on any thread (``fomaml_utils.sliders``).
+objects that pyplot never sees, so a widget callback may draw them on any thread (``fomaml_utils.companions.sliders``).
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.func import functional_call
 
-from fomaml_utils.evaluation import Evaluation, evaluate
-from fomaml_utils.algorithms import get_algorithm
-from fomaml_utils.maml import adapt
-from fomaml_utils.models import MLP, ConvNet, build_model
-from fomaml_utils.plots import plot_task
+from fomaml_utils.algorithms.maml import adapt
+from fomaml_utils.algorithms.models import MLP, ConvNet, build_model
+from fomaml_utils.algorithms.registry import get_algorithm
+from fomaml_utils.companions.plots import plot_task
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.data.tasks import FewShotSampler
 from fomaml_utils.seeding import seed_everything
-from fomaml_utils.taskbatch import TaskBatch
-from fomaml_utils.tasks import FewShotSampler
-from fomaml_utils.training import DivergenceError, History, meta_train
+from fomaml_utils.training.evaluation import Evaluation, evaluate
+from fomaml_utils.training.loop import DivergenceError, History, meta_train
 
 __all__ = ["head_size", "AdaptationView", "adaptation_view", "adapted_predictions", "plot_accuracy_curve",
            "running_mean", "ShortRun", "MetaTrainingPlayground"]

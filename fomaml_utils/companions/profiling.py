@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from fomaml_utils.memory import native_stderr_silenced
+from fomaml_utils.companions.memory import native_stderr_silenced
 
 __all__ = ["MATRIX_PRODUCTS", "time_shares", "median_seconds", "matmul_throughput"]
 

@@ -29,10 +29,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from fomaml_utils.algorithms import Algorithm, check_meta_state, functional_inner_step, get_algorithm
-from fomaml_utils.maml import Implementation, check_hyperparameters, resolve_implementation
-from fomaml_utils.mlp_lowrank import lowrank_query_scores
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import Implementation, check_hyperparameters, resolve_implementation
+from fomaml_utils.algorithms.mlp_lowrank import lowrank_query_scores
+from fomaml_utils.algorithms.registry import Algorithm, check_meta_state, functional_inner_step, get_algorithm
+from fomaml_utils.data.taskbatch import TaskBatch
 
 __all__ = ["Evaluation", "evaluate", "mean_confidence_interval", "TaskSampler"]
 

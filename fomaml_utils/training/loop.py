@@ -3,12 +3,12 @@ r"""The meta-training loop: sample tasks, compute a meta-gradient, let a torch o
 One iteration, for meta-parameters θ (the model's own parameters) and meta step size β (``meta_lr``)::
 
     batch = sampler.sample(meta_batch_size)                  # T tasks
-    g     = meta_gradient(model, θ, batch, algorithm, α, k)  # mean over tasks (see fomaml_utils.maml)
+    g     = meta_gradient(model, θ, batch, algorithm, α, k)  # mean over tasks (see fomaml_utils.algorithms.maml)
     θ     ← optimizer step with gradient g                   # Adam by default, or plain SGD: θ ← θ − βg
 
 The model is updated in place, so after ``meta_train`` it *is* the meta-learned initialisation.
 Every ``val_every`` iterations the initialisation is scored on fresh tasks from ``val_sampler`` with
-``fomaml_utils.evaluation.evaluate``. A NaN or infinite loss or gradient stops training with a
+``fomaml_utils.training.evaluation.evaluate``. A NaN or infinite loss or gradient stops training with a
 ``DivergenceError`` that names the learning rates (the usual cause) and carries the history so far;
 so does, for classification, a finite query loss above ``BLOWUP_FACTOR`` × chance level. With very
 large step sizes (say α = 10, β = 1) the loss shoots up by many orders of magnitude and then falls
@@ -33,11 +33,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fomaml_utils.algorithms import Algorithm, check_meta_state, get_algorithm
-from fomaml_utils.evaluation import TaskSampler, evaluate
-from fomaml_utils.maml import Implementation, check_hyperparameters, meta_gradient, resolve_implementation
-from fomaml_utils.models import head_name
+from fomaml_utils.algorithms.maml import Implementation, check_hyperparameters, meta_gradient, resolve_implementation
+from fomaml_utils.algorithms.models import head_name
+from fomaml_utils.algorithms.registry import Algorithm, check_meta_state, get_algorithm
 from fomaml_utils.seeding import seed_everything
+from fomaml_utils.training.evaluation import TaskSampler, evaluate
 
 __all__ = ["History", "DivergenceError", "meta_train", "OPTIMIZERS", "SCHEDULES", "BLOWUP_FACTOR"]
 
@@ -155,7 +155,7 @@ def meta_train(model: nn.Module, sampler: TaskSampler, *, algorithm: str | Algor
     training, every ``val_every`` steps and after the last step. ``seed`` goes to ``seed_everything``
     (the samplers have their own seeds). ``device``: where to train (default: where the model is);
     the model is moved there. ``progress``: show a ``tqdm`` bar with the running loss and accuracy.
-    ``zero_head``: set the output layer (``fomaml_utils.models.head_name``) to zero and leave it out
+    ``zero_head``: set the output layer (``fomaml_utils.algorithms.models.head_name``) to zero and leave it out
     of the meta-update, so every task starts from a zero head; the inner loop still adapts it.
     ``meta_lr_schedule``: ``"constant"`` keeps β; ``"cosine"`` lowers it from β to 0 along half a cosine
     over the ``iterations`` steps (``torch.optim.lr_scheduler.CosineAnnealingLR``), so the last steps are

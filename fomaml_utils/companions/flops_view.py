@@ -1,7 +1,7 @@
 """Notebook 05's slider figure: what the flop model predicts for the three forms of the inner loop.
 
 ``flops_figure`` draws, against the number of inner steps, the matrix-product flops of one FOMAML
-meta-gradient (``fomaml_utils.flops``), the numbers that hold the adapted weights, and the speed-up of the
+meta-gradient (``fomaml_utils.companions.flops``), the numbers that hold the adapted weights, and the speed-up of the
 low-rank form over the loop that the flop counts alone predict, with measured speed-ups marked. Computed,
 not timed: it redraws at once.
 """
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
-from fomaml_utils.flops import FORMS, adapted_weight_floats, dense_fomaml_flops, lowrank_fomaml_flops
+from fomaml_utils.companions.flops import FORMS, adapted_weight_floats, dense_fomaml_flops, lowrank_fomaml_flops
 
 __all__ = ["STEPS", "flops_figure"]
 
@@ -28,7 +28,8 @@ def flops_figure(*, widths: Sequence[int], tasks: int, support: int, query: int,
     """Three panels against inner steps 1–10 for the MLP ``widths`` and ``tasks`` tasks of ``support`` +
     ``query`` examples: GFLOP per meta-step of each form, megabytes (float32) holding the adapted weights,
     and the flop ratio loop / low-rank. ``measured``: inner steps → measured speed-up, drawn as points on
-    the third panel with ``measured_label``. Raises ``ValueError`` for sizes ``fomaml_utils.flops`` refuses."""
+    the third panel with ``measured_label``. Raises ``ValueError`` for sizes ``fomaml_utils.companions.flops``
+    refuses."""
     dense = [dense_fomaml_flops(widths, tasks, support, query, k) / 1e9 for k in STEPS]
     lowrank = [lowrank_fomaml_flops(widths, tasks, support, query, k) / 1e9 for k in STEPS]
     fig = Figure(figsize=(12.5, 3.6))

@@ -10,7 +10,7 @@ Meta-learning has to beat the obvious alternative. Here it is:
 2. **Replace the head**: keep every layer but the last, and put a new ``ways``-way output layer on top
    (``with_fresh_head``), zero or freshly random.
 3. **Fine-tune** on each test task's support set exactly as the meta-learned initialisations are:
-   ``inner_steps`` steps of SGD with step size ``inner_lr`` on all weights (``fomaml_utils.evaluation``).
+   ``inner_steps`` steps of SGD with step size ``inner_lr`` on all weights (``fomaml_utils.training.evaluation``).
 
 With a zero head, every class starts with the same logit, and the first SGD step on the head alone
 sets row :math:`c` of the head's weight to :math:`\tfrac{\alpha}{n}\sum_{i}(\mathbb 1[y_i=c]-\tfrac1N)\,h(x_i)`
@@ -35,9 +35,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fomaml_utils.models import MLP, build_model, head_name
+from fomaml_utils.algorithms.models import MLP, build_model, head_name
+from fomaml_utils.data.tasks import SPLITS, FewShotSampler
 from fomaml_utils.seeding import seed_everything
-from fomaml_utils.tasks import SPLITS, FewShotSampler
 
 HeadInit = Literal["zeros", "random"]
 _CHUNK = 50  # pretraining batches drawn per call of the sampler

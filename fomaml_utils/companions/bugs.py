@@ -22,7 +22,7 @@ architecture only for it would make the comparison with the correct loop depend 
 
 A run that diverges (a NaN or infinite loss, or a query loss above ``BLOWUP_FACTOR`` × chance level, as
 ``meta_train`` defines divergence) stops there and says so in its message; it never raises. Figures are
-``matplotlib.figure.Figure`` objects that pyplot never sees (``fomaml_utils.sliders``).
+``matplotlib.figure.Figure`` objects that pyplot never sees (``fomaml_utils.companions.sliders``).
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from fomaml_utils.evaluation import evaluate
-from fomaml_utils.maml import adapt, task_accuracy, task_loss
-from fomaml_utils.models import build_model
+from fomaml_utils.algorithms.maml import adapt, task_accuracy, task_loss
+from fomaml_utils.algorithms.models import build_model
+from fomaml_utils.data.tasks import FewShotSampler
 from fomaml_utils.seeding import seed_everything
-from fomaml_utils.tasks import FewShotSampler
-from fomaml_utils.training import BLOWUP_FACTOR, History
+from fomaml_utils.training.evaluation import evaluate
+from fomaml_utils.training.loop import BLOWUP_FACTOR, History
 
 __all__ = ["BUGS", "BugRun", "FixedLabelsSampler", "meta_train_with_bugs", "plot_bug_runs"]
 

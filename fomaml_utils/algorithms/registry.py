@@ -29,7 +29,7 @@ The algorithms (``ALGORITHMS`` lists their names):
 =============  =================================================================================
 
 Adding an algorithm means writing one subclass of ``Algorithm`` with ``@register`` above it; the loop and
-``vmap`` implementations of ``fomaml_utils.maml.meta_gradient``, evaluation, the trainer, the command line
+``vmap`` implementations of ``fomaml_utils.algorithms.maml.meta_gradient``, evaluation, the trainer, the command line
 and the parametrised tests all read it from here.
 """
 
@@ -42,8 +42,8 @@ from typing import ClassVar, Literal, NamedTuple
 import torch
 from torch import nn
 
-from fomaml_utils.losses import task_loss
-from fomaml_utils.models import head_name
+from fomaml_utils.algorithms.losses import task_loss
+from fomaml_utils.algorithms.models import head_name
 
 Params = dict[str, torch.Tensor]
 
@@ -105,7 +105,7 @@ class Algorithm:
     @property
     def plain_sgd(self) -> bool:
         """Whether the inner loop is plain SGD with one step size on every weight and nothing else is learned:
-        what ``fomaml_utils.mlp_lowrank`` (the fast MLP implementation) serves."""
+        what ``fomaml_utils.algorithms.mlp_lowrank`` (the fast MLP implementation) serves."""
         return True
 
     def __repr__(self) -> str:

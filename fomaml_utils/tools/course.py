@@ -1,7 +1,7 @@
 """The instructor's two commands for the course assignments, on top of nbgrader.
 
-    python -m fomaml_utils.course release                    # student versions -> notebooks/assignments/release/
-    python -m fomaml_utils.course grade SUBMISSIONS --csv grades.csv
+    python -m fomaml_utils.tools.course release                    # student versions -> notebooks/assignments/release/
+    python -m fomaml_utils.tools.course grade SUBMISSIONS --csv grades.csv
 
 ``release`` runs nbgrader's ``generate_assignment`` for every assignment in ``notebooks/assignments/source/``
 and checks that no released notebook contains a marker, or a line of solution or hidden-test code (more often
@@ -32,7 +32,7 @@ __all__ = [
     "COURSE", "assignments", "release", "grade", "GradeRow", "read_grades", "solution_lines", "leaked_lines", "configured_timeout", "main",
 ]
 
-COURSE = Path(__file__).resolve().parent.parent / "notebooks" / "assignments"
+COURSE = Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
 """The nbgrader course folder: ``nbgrader_config.py``, ``source/`` (checked in), and what nbgrader writes."""
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
@@ -214,7 +214,7 @@ def grade(submissions: Path, csv_path: Path, *, course: Path = COURSE, timeout: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fomaml_utils.course", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m fomaml_utils.tools.course", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release", help="generate the student versions into notebooks/assignments/release/")
     g = sub.add_parser("grade", help="autograde a folder of submissions and write a CSV of points per student and test")

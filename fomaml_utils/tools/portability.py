@@ -3,13 +3,13 @@ r"""Numeric settings that change float results the way another CPU would, and a 
 Two CPUs running the same code on the same data round differently in the last bits: the math libraries pick
 other kernels for other vendors and instruction sets. Meta-training amplifies such differences, so the
 series' stored notebook outputs must hold under them (figures from training are checked with a tolerance,
-see ``fomaml_utils.approx``). On one machine the same kind of difference is produced by environment
+see ``fomaml_utils.companions.approx``). On one machine the same kind of difference is produced by environment
 variables that must be set before torch is imported:
 
 - ``ATEN_CPU_CAPABILITY=default``: torch's own kernels without vector instructions;
 - ``MKL_CBWR=COMPATIBLE``: Intel MKL's matrix products in their CPU-independent variant.
 
-``python -m fomaml_utils.portability`` prints, under each setting, a hash of the weights after a short
+``python -m fomaml_utils.tools.portability`` prints, under each setting, a hash of the weights after a short
 FOMAML run on sinusoid tasks. ``--notebooks`` then runs nbval over ``notebooks/`` under each setting that
 gave new bits, but the machine's own (which plain ``pytest`` covers): ``make portability``, part of
 ``make test``. A setting that gives the same bits as an earlier one would only repeat its run and is skipped,
@@ -44,10 +44,10 @@ def probe_hash(iterations: int = 200) -> str:
     Sinusoid tasks (K = 10, 10 queries, 25 per meta-batch), α = 0.01, one inner step, Adam with β = 0.003,
     one thread, seed 0: deterministic on one machine and setting, different bits elsewhere.
     """
-    from fomaml_utils.models import MLP
+    from fomaml_utils.algorithms.models import MLP
     from fomaml_utils.seeding import seed_everything
-    from fomaml_utils.sinusoid import SinusoidSampler
-    from fomaml_utils.training import meta_train
+    from fomaml_utils.companions.sinusoid import SinusoidSampler
+    from fomaml_utils.training.loop import meta_train
 
     seed_everything(0, threads=1)
     model = MLP(1, (40, 40), 1)
@@ -71,7 +71,7 @@ def probe_all() -> dict[str, str]:
     """``{setting: probe hash}``, each probe in a fresh interpreter (the variables act when torch is imported)."""
     hashes = {}
     for setting in SETTINGS:
-        result = subprocess.run([sys.executable, "-m", "fomaml_utils.portability", "--probe"],
+        result = subprocess.run([sys.executable, "-m", "fomaml_utils.tools.portability", "--probe"],
                                 env=setting_environment(setting), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"the probe failed under {setting}:\n{result.stderr}")
@@ -90,7 +90,7 @@ def settings_must_differ() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fomaml_utils.portability",
+        prog="python -m fomaml_utils.tools.portability",
         description="Show that each numeric setting of the portability check changes float results: a hash of "
                     "the weights after a short FOMAML run under each. Exits 1 if two settings agree.")
     parser.add_argument("--probe", action="store_true", help="print the hash under the current setting only")
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     elif settings_must_differ():
         print("On an x86-64 CPU with MKL every setting should change the float results, and here some do not: "
               "the portability check would prove less than it claims. Check that ATEN_CPU_CAPABILITY and MKL_CBWR "
-              "reach torch (they act when it is imported), or choose other settings in fomaml_utils/portability.py.")
+              "reach torch (they act when it is imported), or choose other settings in "
+              "fomaml_utils/tools/portability.py.")
         return 1
     else:
         print("Some settings give the same bits on this machine (no MKL, or not an x86-64 CPU): their notebook "

@@ -2,14 +2,14 @@
 
 Example (about a minute on a laptop CPU)::
 
-    python -m fomaml_utils.train --algorithm fomaml --split unseen-digits --ways 5 --shots 1
+    python -m fomaml_utils.tools.train --algorithm fomaml --split unseen-digits --ways 5 --shots 1
 
 It meta-trains with ``fomaml_utils.training.meta_train`` (showing a progress bar), meta-tests the
 learned initialisation θ on ``--eval-tasks`` tasks of the split's test part with
-``fomaml_utils.evaluation.evaluate``, and writes into ``--out`` (default ``runs/<name>``):
+``fomaml_utils.training.evaluation.evaluate``, and writes into ``--out`` (default ``runs/<name>``):
 
 - ``checkpoint.pt``: the model θ with its architecture and this run's settings
-  (``fomaml_utils.checkpoints.load_checkpoint`` reads it back);
+  (``fomaml_utils.training.checkpoints.load_checkpoint`` reads it back);
 - ``metrics.json``: the settings, meta-test accuracy (mean and 95 % confidence half-width, per number
   of adaptation steps), training time, the peak memory of one meta-step and the training history. Strict
   JSON: a number that is undefined (the half-width from a single meta-test task) is ``null``, never ``NaN``.
@@ -22,8 +22,8 @@ infinite loss, or a finite one that blows up far above chance level; ``meta_trai
 one line and exits with status 1, writing nothing.
 
 A ``--data-root`` is only read: one that does not hold MNIST is a usage error saying how to build it
-(``python -m fomaml_utils.mnist --root DIR``); only the default root is built on first use. Damaged MNIST
-files give the one line ``python -m fomaml_utils.mnist`` gives, and exit status 1.
+(``python -m fomaml_utils.data.mnist --root DIR``); only the default root is built on first use. Damaged MNIST
+files give the one line ``python -m fomaml_utils.data.mnist`` gives, and exit status 1.
 """
 
 from __future__ import annotations
@@ -40,20 +40,20 @@ from typing import Any
 
 import torch
 
-from fomaml_utils.checkpoints import save_checkpoint
-from fomaml_utils.cli import check_writable_folder, write_json_atomically
-from fomaml_utils.cli import positive_float as _positive_float
-from fomaml_utils.cli import positive_int as _positive_int
-from fomaml_utils.cli import seed as _seed
-from fomaml_utils.evaluation import Evaluation, evaluate
-from fomaml_utils.algorithms import ALGORITHMS, REGISTRY, get_algorithm
-from fomaml_utils.maml import IMPLEMENTATIONS, meta_gradient, resolve_implementation
-from fomaml_utils.memory import peak_memory_bytes
-from fomaml_utils.mnist import IDX_FILES, MNISTDataError
-from fomaml_utils.models import ARCHITECTURES, MLP, build_model
+from fomaml_utils.algorithms.maml import IMPLEMENTATIONS, meta_gradient, resolve_implementation
+from fomaml_utils.algorithms.models import ARCHITECTURES, MLP, build_model
+from fomaml_utils.algorithms.registry import ALGORITHMS, REGISTRY, get_algorithm
+from fomaml_utils.companions.memory import peak_memory_bytes
+from fomaml_utils.data.mnist import IDX_FILES, MNISTDataError
+from fomaml_utils.data.tasks import SPLITS, FewShotSampler
 from fomaml_utils.seeding import MAX_SEED, seed_everything
-from fomaml_utils.tasks import SPLITS, FewShotSampler
-from fomaml_utils.training import OPTIMIZERS, SCHEDULES, DivergenceError, History, meta_train
+from fomaml_utils.tools.cli import check_writable_folder, write_json_atomically
+from fomaml_utils.tools.cli import positive_float as _positive_float
+from fomaml_utils.tools.cli import positive_int as _positive_int
+from fomaml_utils.tools.cli import seed as _seed
+from fomaml_utils.training.checkpoints import save_checkpoint
+from fomaml_utils.training.evaluation import Evaluation, evaluate
+from fomaml_utils.training.loop import OPTIMIZERS, SCHEDULES, DivergenceError, History, meta_train
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -68,11 +68,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser; every flag documented, defaults shown by ``--help``."""
     parser = argparse.ArgumentParser(
-        prog="python -m fomaml_utils.train",
+        prog="python -m fomaml_utils.tools.train",
         description="Meta-train a few-shot MNIST classifier with FOMAML, second-order MAML, Reptile, ANIL or "
         "Meta-SGD, then meta-test it and write a checkpoint and a metrics JSON.",
         formatter_class=_HelpFormatter,
-        epilog="Example: python -m fomaml_utils.train --algorithm fomaml --split unseen-digits "
+        epilog="Example: python -m fomaml_utils.tools.train --algorithm fomaml --split unseen-digits "
         "--ways 5 --shots 1 --iterations 2000",
     )
     task = parser.add_argument_group("tasks")
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace the run already in --out (without it, such an --out is refused)")
     run.add_argument("--data-root", type=Path, default=None,
                      help="folder holding MNIST/raw/, which must be there already: build it with "
-                     "`python -m fomaml_utils.mnist --root DIR` (default: $FOMAML_DATA or the repository's "
+                     "`python -m fomaml_utils.data.mnist --root DIR` (default: $FOMAML_DATA or the repository's "
                      "data/, built on first use as `make data` does)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar (shown by default)")
     run.add_argument("--threads", type=_positive_int, default=None,
@@ -189,7 +189,7 @@ def check_data_root(root: Path | None) -> None:
     """
     if root is None:
         return
-    build = (f"build MNIST there with `python -m fomaml_utils.mnist --root {root}`, or leave out --data-root "
+    build = (f"build MNIST there with `python -m fomaml_utils.data.mnist --root {root}`, or leave out --data-root "
              "to use the default")
     if not root.is_dir():
         raise ValueError(f"--data-root {str(root)!r} {'is not a folder' if root.exists() else 'does not exist'}; {build}")
@@ -215,7 +215,7 @@ class RunResult:
     history:          ``fomaml_utils.training.History`` of meta-training.
     evaluation:       meta-test ``Evaluation`` on ``eval_tasks`` tasks of the split's test part.
     train_seconds:    wall-clock meta-training time, validation excluded.
-    peak_memory_bytes: allocator peak of one meta-step (``fomaml_utils.memory.peak_memory_bytes``).
+    peak_memory_bytes: allocator peak of one meta-step (``fomaml_utils.companions.memory.peak_memory_bytes``).
     meta_state:       what the algorithm learned besides θ (Meta-SGD's step sizes), else empty.
     """
 
@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, samplers = prepare(args)
     except ValueError as error:  # values only the data can check, e.g. more ways than classes
         parser.error(str(error))
-    except MNISTDataError as error:  # damaged data: the one line `python -m fomaml_utils.mnist` gives
+    except MNISTDataError as error:  # damaged data: the one line `python -m fomaml_utils.data.mnist` gives
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
     out = args.out if args.out is not None else Path("runs") / run_name(args)

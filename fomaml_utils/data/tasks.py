@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fomaml_utils.mnist import default_data_root, load_mnist_tensors, normalize_images
+from fomaml_utils.data.mnist import default_data_root, load_mnist_tensors, normalize_images
+from fomaml_utils.data.taskbatch import TaskBatch
 from fomaml_utils.seeding import MAX_SEED
-from fomaml_utils.taskbatch import TaskBatch
 
 Class = tuple[int, int]
 """A class: ``(digit, rotation in degrees)``, rotation one of 0, 90, 180, 270 (counter-clockwise)."""
@@ -235,7 +235,7 @@ class FewShotSampler:
         ways:    classes per task, at most the number of classes in the part.
         shots:   support images per class.
         queries: query images per class; ``shots + queries`` must not exceed the smallest class.
-        root:    MNIST data directory (default: ``fomaml_utils.mnist.default_data_root()``).
+        root:    MNIST data directory (default: ``fomaml_utils.data.mnist.default_data_root()``).
         seed:    seeds the sampler's own ``torch.Generator``; same seed, same tasks. The global RNG is
                  neither used nor advanced.
         device:  where the returned tensors live (sampling itself runs on the CPU).

@@ -1,7 +1,7 @@
 """learn2learn's MAML wrapper as a benchmark peer, never a dependency of the package.
 
 learn2learn 0.2.0 installs only where its compiled extensions build; its ``MAML`` wrapper, though, is three
-pure-Python files. So ``python -m fomaml_utils.bench`` uses the installed package when there is one, and
+pure-Python files. So ``python -m fomaml_utils.tools.bench`` uses the installed package when there is one, and
 otherwise loads exactly those three files from the source archive on PyPI (``learn2learn-0.2.0.tar.gz``,
 checked against its SHA-256 before any of it runs):
 
@@ -9,7 +9,7 @@ checked against its SHA-256 before any of it runs):
 * ``learn2learn/algorithms/base_learner.py``,
 * ``learn2learn/algorithms/maml.py`` (``MAML``).
 
-``python -m fomaml_utils.peer_learn2learn FOLDER`` downloads the archive into ``FOLDER`` with pip (``make
+``python -m fomaml_utils.tools.peer_learn2learn FOLDER`` downloads the archive into ``FOLDER`` with pip (``make
 bench`` does this). ``learn2learn_meta_gradient`` runs FOMAML or MAML the way learn2learn's own examples do:
 ``learner = maml.clone()``, ``learner.adapt(loss)`` per inner step, and the query loss's ``backward()`` per task.
 """
@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fomaml_utils.algorithms import MetaGradient
-from fomaml_utils.losses import output_loss
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.losses import output_loss
+from fomaml_utils.algorithms.registry import MetaGradient
+from fomaml_utils.data.taskbatch import TaskBatch
 
 __all__ = ["SDIST_NAME", "SDIST_SHA256", "DEFAULT_SDIST", "fetch_sdist", "load_learn2learn",
            "learn2learn_meta_gradient"]
@@ -40,7 +40,7 @@ __all__ = ["SDIST_NAME", "SDIST_SHA256", "DEFAULT_SDIST", "fetch_sdist", "load_l
 VERSION = "0.2.0"
 SDIST_NAME = f"learn2learn-{VERSION}.tar.gz"
 SDIST_SHA256 = "69f1d7cb0d0a6be7a2c6ad8e83e2ebbe70fb05e51d61e45e63078b40c75ea419"
-DEFAULT_SDIST = Path(__file__).resolve().parents[1] / "benchmarks" / ".cache" / SDIST_NAME
+DEFAULT_SDIST = Path(__file__).resolve().parents[2] / "benchmarks" / ".cache" / SDIST_NAME
 MODULES = {  # module name → file inside the archive, in load order
     "learn2learn.utils": "learn2learn/utils/__init__.py",
     "learn2learn.algorithms.base_learner": "learn2learn/algorithms/base_learner.py",
@@ -67,7 +67,7 @@ def _check_sha256(data: bytes, where: Path) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if digest != SDIST_SHA256:
         raise ValueError(f"{where} has SHA-256 {digest}, not learn2learn {VERSION}'s {SDIST_SHA256}: delete it "
-                         "and run `python -m fomaml_utils.peer_learn2learn` again")
+                         "and run `python -m fomaml_utils.tools.peer_learn2learn` again")
 
 
 def load_learn2learn(sdist: Path | None = None) -> type:
@@ -85,7 +85,8 @@ def load_learn2learn(sdist: Path | None = None) -> type:
     sdist = Path(sdist) if sdist is not None else DEFAULT_SDIST
     if not sdist.exists():
         raise FileNotFoundError(f"learn2learn is not installed and {sdist} is missing: run "
-                                f"`python -m fomaml_utils.peer_learn2learn {sdist.parent}` (make test and make bench do)")
+                                f"`python -m fomaml_utils.tools.peer_learn2learn {sdist.parent}` "
+                                "(make test and make bench do)")
     data = sdist.read_bytes()
     _check_sha256(data, sdist)
     prefix = f"learn2learn-{VERSION}/"
@@ -135,7 +136,7 @@ def learn2learn_meta_gradient(model: nn.Module, params: dict[str, torch.Tensor],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fomaml_utils.peer_learn2learn",
+    parser = argparse.ArgumentParser(prog="python -m fomaml_utils.tools.peer_learn2learn",
                                      description="Download learn2learn's source archive for the benchmark.")
     parser.add_argument("folder", type=Path, nargs="?", default=DEFAULT_SDIST.parent)
     args = parser.parse_args(argv)

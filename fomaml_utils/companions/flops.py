@@ -4,7 +4,7 @@ Counted as ``torch.utils.flop_counter.FlopCounterMode`` counts them: matrix prod
 ``addmm``, ``bmm``, ``baddbmm``), ``2·a·b·c`` for an ``[a, b] × [b, c]`` product; element-wise work
 (activations, softmax, bias sums, the SGD update itself) is left out. ``tests/test_flops.py`` checks
 both formulas against that counter run on ``meta_gradient(..., implementation="loop")`` and
-``fomaml_utils.mlp_lowrank``.
+``fomaml_utils.algorithms.mlp_lowrank``.
 
 Notation: layer widths ``d₀, …, d_L`` (``d₀`` inputs, ``d_L`` classes), ``T`` tasks, ``n`` support and
 ``m`` query examples per task, ``k`` inner steps, ``S = Σ_l d_{l-1} d_l`` (the weights' entries).
@@ -15,7 +15,7 @@ but the first (``2n(S − d₀d₁)``, the images need none); the query pass cos
 
 .. math::  T\,\big[k\,(6nS - 2n d_0 d_1) + (6mS - 2m d_0 d_1)\big].
 
-**Low-rank** (``fomaml_utils.mlp_lowrank``): the first layer's ``x W₀ᵀ`` once per image, a kernel
+**Low-rank** (``fomaml_utils.algorithms.mlp_lowrank``): the first layer's ``x W₀ᵀ`` once per image, a kernel
 ``x X_sᵀ`` per task, and per step products of rank ``r = n·(steps taken)`` instead of per-task weights;
 the terms are listed in ``lowrank_fomaml_flops``.
 """
@@ -58,7 +58,7 @@ def dense_fomaml_flops(widths: Sequence[int], tasks: int, support: int, query: i
 
 
 def lowrank_fomaml_flops(widths: Sequence[int], tasks: int, support: int, query: int, inner_steps: int) -> int:
-    """Matrix-product flops of one FOMAML meta-gradient in low-rank form (``fomaml_utils.mlp_lowrank``).
+    """Matrix-product flops of one FOMAML meta-gradient in low-rank form (``fomaml_utils.algorithms.mlp_lowrank``).
 
     Arguments as for ``dense_fomaml_flops``. With ``r = n·j`` after ``j`` steps, per task:
 

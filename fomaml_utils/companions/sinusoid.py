@@ -6,7 +6,7 @@ and is scored by its mean squared error on ``queries`` other points of the same 
 
 This module holds three things the sinusoid notebook needs and nothing else:
 
-* :class:`SinusoidSampler` – draws batches of tasks as a :class:`~fomaml_utils.taskbatch.TaskBatch`;
+* :class:`SinusoidSampler` – draws batches of tasks as a :class:`~fomaml_utils.data.taskbatch.TaskBatch`;
 * :func:`train_pretrained` – the "pretrained" baseline: one regressor fitted to all tasks jointly;
 * :func:`plot_adaptation` – the slider callback: a task's curve before and after ``steps`` gradient
   steps from each initialisation (no training inside; it only runs the inner loop).
@@ -30,8 +30,8 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
-from fomaml_utils.maml import Params, adapt
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.algorithms.maml import Params, adapt
+from fomaml_utils.data.taskbatch import TaskBatch
 
 AMPLITUDE_RANGE: tuple[float, float] = (0.1, 5.0)
 PHASE_RANGE: tuple[float, float] = (0.0, math.pi)

@@ -6,7 +6,7 @@ names the property that does not hold and the part of the notebook to look at::
 
     with running("maml_gradient_by_hand", where="Part 1"):
         mine = maml_gradient_by_hand(tasks, params, inner_lr=0.1, inner_steps=2)
-    close(mine, reference, name="your meta-gradient", expected="fomaml_utils.quadratic.meta_gradient",
+    close(mine, reference, name="your meta-gradient", expected="fomaml_utils.companions.quadratic.meta_gradient",
           where="Part 1: the factor (I - αH)^k", rtol=1e-10)
 
 ``running`` turns what a student's unfinished or crashing function raises (``NotImplementedError`` from a
@@ -25,13 +25,13 @@ from typing import NoReturn
 import torch
 from torch import nn
 
-from fomaml_utils.diagnose import check_meta_step
-from fomaml_utils.evaluation import evaluate
-from fomaml_utils.maml import meta_gradient
-from fomaml_utils.models import build_model
+from fomaml_utils.algorithms.maml import meta_gradient
+from fomaml_utils.algorithms.models import build_model
+from fomaml_utils.companions.diagnose import check_meta_step
+from fomaml_utils.data.taskbatch import TaskBatch
+from fomaml_utils.data.tasks import FewShotSampler
 from fomaml_utils.seeding import seed_everything
-from fomaml_utils.taskbatch import TaskBatch
-from fomaml_utils.tasks import FewShotSampler
+from fomaml_utils.training.evaluation import evaluate
 
 __all__ = [
     "CheckFailed", "fail", "check", "close", "running", "STEP_SYMPTOMS", "check_meta_step_symptom",
@@ -157,9 +157,9 @@ def _bound(step: StepFn, inner_lr: float, inner_steps: int) -> Callable[[nn.Modu
 
 def check_meta_step_symptom(step: StepFn, code: str, *, where: str, ways: int = 3, shots: int = 1, queries: int = 4,
                             meta_batch_size: int = 3, inner_lr: float = 0.2, inner_steps: int = 2, seed: int = 0) -> None:
-    """Run ``fomaml_utils.diagnose.check_meta_step`` on ``step(model, batch, optimizer, inner_lr=, inner_steps=)``
-    (a fresh MLP for ``ways`` classes, plain SGD, float64) and fail if it shows the symptom ``code``, one of
-    ``STEP_SYMPTOMS``.
+    """Run ``fomaml_utils.companions.diagnose.check_meta_step`` on
+    ``step(model, batch, optimizer, inner_lr=, inner_steps=)`` (a fresh MLP for ``ways`` classes, plain SGD,
+    float64) and fail if it shows the symptom ``code``, one of ``STEP_SYMPTOMS``.
 
     The other checks compare the updates of two steps; a step that changes nothing gives them nothing to
     compare, so for a code other than ``"no-update"`` such a step is not judged here (the message says so):
@@ -227,7 +227,8 @@ def meta_step_passes(step: StepFn) -> bool:
 
 def reference_fomaml_step(model: nn.Module, batch: TaskBatch, optimizer: torch.optim.Optimizer, *, inner_lr: float,
                           inner_steps: int) -> float:
-    """A correct FOMAML meta-step through ``fomaml_utils.maml.meta_gradient``; returns the mean query loss."""
+    """A correct FOMAML meta-step through ``fomaml_utils.algorithms.maml.meta_gradient``; returns the mean query
+    loss."""
     result = meta_gradient(model, dict(model.named_parameters()), batch, algorithm="fomaml", inner_lr=inner_lr,
                            inner_steps=inner_steps)
     optimizer.zero_grad()

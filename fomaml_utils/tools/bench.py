@@ -1,6 +1,6 @@
 """How fast does meta-training run? Tasks per second and peak memory of every meta-gradient path.
 
-Run ``python -m fomaml_utils.bench`` (or ``make bench``); ``--help`` lists the flags. Results of a full
+Run ``python -m fomaml_utils.tools.bench`` (or ``make bench``); ``--help`` lists the flags. Results of a full
 run, with the machine and the date, are kept in ``benchmarks/RESULTS.md``.
 
 Protocol: 5-way 1-shot tasks with 15 queries per class, meta-batch of 16 tasks, 1 and 5 inner steps,
@@ -12,20 +12,20 @@ meta-step each per round (the order rotates every round), so that slow drift of 
 processes, clock changes) hits all of them alike, and FOMAML and MAML are compared under the same
 conditions. We
 report the median tasks per second over the rounds and its spread (interquartile range and min–max).
-Peak memory is measured afterwards, on one more meta-step, with ``fomaml_utils.memory.peak_memory_bytes``
+Peak memory is measured afterwards, on one more meta-step, with ``fomaml_utils.companions.memory.peak_memory_bytes``
 (the CPU allocator's peak above the start; an approximation, see there).
 
 Implementations:
 
 * ``auto``     — ours: ``meta_gradient(implementation="auto")``, the low-rank path for MLPs
-  (``fomaml_utils.mlp_lowrank``), the loop for other models;
+  (``fomaml_utils.algorithms.mlp_lowrank``), the loop for other models;
 * ``vmap``, ``loop`` — our other two paths of ``meta_gradient``;
 * ``tutorial`` — the per-task loop most tutorials write: ``copy.deepcopy`` the network, take
   ``torch.optim.SGD`` steps on it, accumulate its query gradients. First order only (a deep copy
   cannot be differentiated through), so it has no MAML row;
 * ``higher``   — Facebook's ``higher`` library (``innerloop_ctx``), when it is installed; otherwise
   skipped with a note;
-* ``learn2learn`` — learn2learn 0.2.0's ``MAML`` wrapper (``fomaml_utils.peer_learn2learn``: the installed
+* ``learn2learn`` — learn2learn 0.2.0's ``MAML`` wrapper (``fomaml_utils.tools.peer_learn2learn``: the installed
   package, or its three pure-Python files from the hash-checked source archive that ``make bench``
   downloads); FOMAML and MAML only, otherwise skipped with a note.
 """
@@ -46,15 +46,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fomaml_utils.cli import check_writable_folder, non_negative_int, positive_float, positive_int, seed
-from fomaml_utils.cli import write_json_atomically
-from fomaml_utils.algorithms import ALGORITHMS, MetaGradient, get_algorithm
-from fomaml_utils.losses import output_loss
-from fomaml_utils.maml import meta_gradient, resolve_implementation
-from fomaml_utils.memory import peak_memory_bytes
-from fomaml_utils.models import ARCHITECTURES, build_model
+from fomaml_utils.algorithms.losses import output_loss
+from fomaml_utils.algorithms.maml import meta_gradient, resolve_implementation
+from fomaml_utils.algorithms.models import ARCHITECTURES, build_model
+from fomaml_utils.algorithms.registry import ALGORITHMS, MetaGradient, get_algorithm
+from fomaml_utils.companions.memory import peak_memory_bytes
+from fomaml_utils.data.taskbatch import TaskBatch
 from fomaml_utils.seeding import seed_everything
-from fomaml_utils.taskbatch import TaskBatch
+from fomaml_utils.tools.cli import check_writable_folder, non_negative_int, positive_float, positive_int, seed
+from fomaml_utils.tools.cli import write_json_atomically
 
 IMPLEMENTATIONS: tuple[str, ...] = ("auto", "vmap", "loop", "tutorial", "higher", "learn2learn")
 PEERS: tuple[str, ...] = ("tutorial", "higher", "learn2learn")
@@ -150,13 +150,13 @@ def implementation_fn(name: str) -> MetaGradientFn:
     if name == "higher":
         return higher_meta_gradient
     if name == "learn2learn":
-        from fomaml_utils.peer_learn2learn import learn2learn_meta_gradient
+        from fomaml_utils.tools.peer_learn2learn import learn2learn_meta_gradient
         return learn2learn_meta_gradient
     raise ValueError(f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, got {name!r}")
 
 
 def learn2learn_available() -> bool:
-    from fomaml_utils.peer_learn2learn import load_learn2learn
+    from fomaml_utils.tools.peer_learn2learn import load_learn2learn
     try:
         load_learn2learn()
     except (FileNotFoundError, ValueError):
@@ -185,7 +185,7 @@ def draw_batches(count: int, meta_batch_size: int, seed: int, data: str = "auto"
     reason = "--data random"
     if data != "random":
         try:
-            from fomaml_utils.tasks import FewShotSampler
+            from fomaml_utils.data.tasks import FewShotSampler
 
             sampler = FewShotSampler("unseen-digits", "train", WAYS, SHOTS, QUERIES, seed=seed)
             return [sampler.sample(meta_batch_size) for _ in range(count)], "MNIST tasks (FewShotSampler)"
@@ -300,7 +300,7 @@ def run_case(model_name: str, inner_steps: int, algorithms: Sequence[str], imple
             elif name == "learn2learn" and algorithm == "reptile":
                 row["note"] = "no Reptile in learn2learn's MAML wrapper"
             elif name == "learn2learn" and not learn2learn_available():
-                row["note"] = "not available (python -m fomaml_utils.peer_learn2learn)"
+                row["note"] = "not available (python -m fomaml_utils.tools.peer_learn2learn)"
             else:
                 runners.append((row, Runner(name, model, algorithm, inner_lr, inner_steps, clock, device)))
             rows.append(row)
@@ -349,7 +349,7 @@ _steps.__name__ = "list of inner steps"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fomaml_utils.bench",
+    parser = argparse.ArgumentParser(prog="python -m fomaml_utils.tools.bench",
                                      description="Tasks per second and peak memory of the meta-gradient paths.")
     parser.add_argument("--quick", action="store_true", help="1 warm-up and 3 timed meta-steps: a smoke test")
     parser.add_argument("--models", type=_comma_list(ARCHITECTURES), default=["mlp2", "mlp", "cnn"],
@@ -434,8 +434,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if "higher" in args.implementations and not higher_available():
             print("note: the higher library is not installed; its rows are skipped")
         if "learn2learn" in args.implementations and not learn2learn_available():
-            print("note: learn2learn is not available; its rows are skipped (python -m fomaml_utils.peer_learn2learn "
-                  "downloads its source archive)")
+            print("note: learn2learn is not available; its rows are skipped "
+                  "(python -m fomaml_utils.tools.peer_learn2learn downloads its source archive)")
         rows = []
         for model_name in args.models:
             for inner_steps in args.steps:
