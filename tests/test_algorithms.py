@@ -16,6 +16,7 @@ from fomaml_utils.algorithms.models import MLP, ConvNet, head_name
 from fomaml_utils.data.taskbatch import TaskBatch
 from fomaml_utils.training.evaluation import evaluate
 from fomaml_utils.training.loop import meta_train
+from test_maml import classification_batch  # tests/ is on sys.path under pytest's default import mode
 
 FIRST_ORDER = [a for a in ALGORITHMS if REGISTRY[a].first_order and REGISTRY[a].kind == "query-gradient"]
 EXACT = [a for a in ALGORITHMS if not REGISTRY[a].first_order]
@@ -23,14 +24,9 @@ REPTILE_LIKE = [a for a in ALGORITHMS if REGISTRY[a].kind == "reptile"]
 WITH_STATE = [a for a in ALGORITHMS if REGISTRY[a].init_meta_state({"w": torch.zeros(1)}, 0.1)]
 
 
-def batch(tasks=3, ways=3, shots=2, queries=3, features=6, seed=0, dtype=torch.float64) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    return TaskBatch(
-        torch.randn(tasks, ways * shots, features, generator=g, dtype=dtype),
-        torch.arange(ways).repeat_interleave(shots).repeat(tasks, 1),
-        torch.randn(tasks, ways * queries, features, generator=g, dtype=dtype),
-        torch.arange(ways).repeat_interleave(queries).repeat(tasks, 1),
-    )
+def batch(tasks=3, dtype=torch.float64, **kwargs) -> TaskBatch:
+    """3-way 2-shot tasks of random 6-feature inputs, float64 unless said."""
+    return classification_batch(tasks=tasks, dtype=dtype, **kwargs)
 
 
 def tiny(dtype=torch.float64, seed=0) -> MLP:
