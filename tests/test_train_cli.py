@@ -45,6 +45,8 @@ def test_unknown_flag_is_a_usage_error_with_exit_status_2(capsys):
     (["--split", "omniglot"], "--split"),
     (["--ways", "13"], "ways=13"),  # the unseen-digits meta-test part has only 12 classes
     (["--queries", "100000"], "queries"),
+    (["--norm", "task"], "--norm is a setting of the ConvNet"),  # --arch is mlp
+    (["--arch", "cnn", "--norm", "batch"], "--norm"),
 ])
 def test_bad_values_are_usage_errors_naming_the_flag(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
@@ -92,6 +94,14 @@ def test_anil_and_meta_sgd_runs_write_what_they_learned(algorithm, tmp_path):
         assert any(not torch.equal(s, torch.full_like(s, 0.1)) for s in state.values())
     else:
         assert "meta_state" not in metadata
+
+
+def test_a_convnet_run_records_its_normalisation_and_the_checkpoint_rebuilds_it(tmp_path):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--arch", "cnn", "--norm", "support", "--meta-batch-size", "2",
+                 "--queries", "2", "--eval-tasks", "4", "--val-tasks", "4"]) == 0
+    model, metadata = load_checkpoint(out / "checkpoint.pt", expected_arch="cnn")
+    assert metadata["config"]["norm"] == "support" and model.norm == "support"
 
 
 def test_lowrank_with_an_algorithm_it_cannot_serve_is_a_usage_error(capsys, tmp_path):
@@ -153,8 +163,9 @@ def test_a_run_is_not_overwritten_without_overwrite(tmp_path, capsys):
 def test_runs_with_other_hyperparameters_get_other_default_folders():
     parser = build_parser()
     names = {run_name(parser.parse_args(argv)) for argv in ([], ["--inner-lr", "0.2"], ["--iterations", "7"],
-                                                            ["--threads", "1"])}
-    assert len(names) == 3  # --threads does not change what is computed, so it shares a folder
+                                                            ["--threads", "1"], ["--arch", "cnn"],
+                                                            ["--arch", "cnn", "--norm", "task"])}
+    assert len(names) == 5  # --threads does not change what is computed, so it shares a folder
 
 
 def test_too_many_ways_names_the_part_that_is_short(capsys, tmp_path):

@@ -8,8 +8,8 @@
 """
 
 # registry, losses and models before maml and mlp_lowrank, which import them by module path (never from here).
-from fomaml_utils.algorithms.losses import output_loss, task_accuracy, task_loss
-from fomaml_utils.algorithms.models import ARCHITECTURES, MLP, ConvNet, build_model, head_name
+from fomaml_utils.algorithms.losses import output_loss, query_output, task_accuracy, task_loss
+from fomaml_utils.algorithms.models import ARCHITECTURES, MLP, NORMS, ConvNet, build_model, head_name
 from fomaml_utils.algorithms.registry import (ALGORITHMS, ANIL, FOMAML, MAML, REGISTRY, Algorithm, FirstOrderANIL,
                                               FirstOrderMetaSGD, MetaGradient, MetaSGD, Params, Reptile,
                                               check_hyperparameters, check_meta_state, functional_inner_step,
@@ -23,9 +23,9 @@ __all__ = [
     "ALGORITHMS", "REGISTRY", "register", "get_algorithm", "MetaGradient", "Params", "check_hyperparameters",
     "check_meta_state", "inner_loop", "functional_inner_step",
     # losses
-    "task_loss", "task_accuracy", "output_loss",
+    "task_loss", "task_accuracy", "output_loss", "query_output",
     # models
-    "MLP", "ConvNet", "build_model", "head_name", "ARCHITECTURES",
+    "MLP", "ConvNet", "build_model", "head_name", "ARCHITECTURES", "NORMS",
     # maml
     "adapt", "meta_gradient", "resolve_implementation", "IMPLEMENTATIONS",
     # mlp_lowrank

@@ -37,9 +37,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
-from fomaml_utils.algorithms.losses import loss_and_accuracy, output_loss, task_accuracy, task_loss
+from fomaml_utils.algorithms.losses import loss_and_accuracy, output_loss, query_output, task_accuracy, task_loss
 from fomaml_utils.algorithms.mlp_lowrank import lowrank_meta_gradient
 from fomaml_utils.algorithms.models import MLP
 from fomaml_utils.algorithms.registry import (ALGORITHMS, Algorithm, MetaGradient, Params, check_hyperparameters,
@@ -114,11 +113,11 @@ def _loop_meta_gradient(model: nn.Module, algorithm: Algorithm, params: Params, 
                              inner_steps=inner_steps, first_order=algorithm.first_order)
         if algorithm.kind == "reptile":
             with torch.no_grad():
-                loss, accuracy = loss_and_accuracy(model, adapted, qx, qy)
+                loss, accuracy = loss_and_accuracy(model, adapted, qx, qy, sx)
                 for t, k in zip(total, params):
                     t += params[k] - adapted[k]
         else:
-            loss, accuracy = loss_and_accuracy(model, adapted, qx, qy)
+            loss, accuracy = loss_and_accuracy(model, adapted, qx, qy, sx)
             # First order: ∂θ′/∂θ = I here, so this is ∇L_Q(θ′); exact: the chain rule through the inner loop.
             grads = torch.autograd.grad(loss, leaves, allow_unused=True)
             for t, g in zip(total, grads):
@@ -154,8 +153,9 @@ def _vmap_meta_gradient(model: nn.Module, algorithm: Algorithm, params: Params, 
                                       first_order=algorithm.first_order)
         return p
 
-    def query(p: Params, qx: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        out = functional_call(model, p, (qx,))
+    def query(p: Params, sx: torch.Tensor, qx: torch.Tensor,
+              qy: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        out = query_output(model, p, qx, sx)
         loss = output_loss(out, qy)
         if classification:
             accuracy = (out.argmax(dim=-1) == qy).float().mean()
@@ -166,13 +166,13 @@ def _vmap_meta_gradient(model: nn.Module, algorithm: Algorithm, params: Params, 
     def one_task(p: Params, s: Params, sx, sy, qx, qy):
         if algorithm.kind == "reptile":
             adapted = inner(p, s, sx, sy)
-            _, aux = query(adapted, qx, qy)
+            _, aux = query(adapted, sx, qx, qy)
             return ({k: p[k] - adapted[k] for k in p}, s), aux
         if algorithm.first_order and not s:  # ∂θ′/∂θ = I: the query-loss gradient at θ′ is the meta-gradient
-            grads, aux = torch.func.grad(query, has_aux=True)(inner(p, s, sx, sy), qx, qy)
+            grads, aux = torch.func.grad(query, has_aux=True)(inner(p, s, sx, sy), sx, qx, qy)
             return (grads, s), aux
         # Differentiate through the inner loop (exact), or through its steps' dependence on the meta-state.
-        return torch.func.grad(lambda p0, s0: query(inner(p0, s0, sx, sy), qx, qy), argnums=(0, 1),
+        return torch.func.grad(lambda p0, s0: query(inner(p0, s0, sx, sy), sx, qx, qy), argnums=(0, 1),
                                has_aux=True)(p, s)
 
     (grads, state_grads), (losses, accuracies) = torch.func.vmap(one_task, in_dims=(None, None, 0, 0, 0, 0))(

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 from torch import nn
-from torch.func import functional_call
 
+from fomaml_utils.algorithms.losses import query_output
 from fomaml_utils.algorithms.maml import adapt
 from fomaml_utils.algorithms.models import MLP, ConvNet, build_model
 from fomaml_utils.algorithms.registry import get_algorithm
@@ -97,7 +97,7 @@ def adapted_predictions(model: nn.Module, batch: TaskBatch, index: int = 0, *, i
     adapted = adapt(model, params, batch.support_x[index], batch.support_y[index], inner_lr=inner_lr,
                     inner_steps=inner_steps)
     with torch.no_grad():
-        logits = functional_call(model, adapted, (batch.query_x[index],))
+        logits = query_output(model, adapted, batch.query_x[index], batch.support_x[index])
     return logits.argmax(dim=-1), bool(torch.isfinite(logits).all())
 
 

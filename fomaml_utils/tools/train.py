@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from fomaml_utils.algorithms.maml import IMPLEMENTATIONS, meta_gradient, resolve_implementation
-from fomaml_utils.algorithms.models import ARCHITECTURES, MLP, build_model
+from fomaml_utils.algorithms.models import ARCHITECTURES, MLP, NORMS, build_model
 from fomaml_utils.algorithms.registry import ALGORITHMS, REGISTRY, get_algorithm
 from fomaml_utils.companions.memory import peak_memory_bytes
 from fomaml_utils.data.mnist import IDX_FILES, MNISTDataError
@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="; ".join(f"{name}: {algorithm.summary}" for name, algorithm in REGISTRY.items()))
     learn.add_argument("--arch", choices=ARCHITECTURES, default="mlp",
                        help="network: 'mlp' (784-256-N), 'mlp2' (two hidden layers), 'cnn' (small ConvNet)")
+    learn.add_argument("--norm", choices=NORMS, default=None,
+                       help="how the ConvNet (--arch cnn only) normalises each block: 'image' (default; each image's "
+                       "own statistics), 'task' (batch statistics of the images at hand, as the MAML paper: the "
+                       "query set is normalised with its own, so evaluation is transductive), 'support' (the task's "
+                       "support-set statistics for support and query alike: not transductive)")
     learn.add_argument("--zero-head", action="store_true",
                        help="do not meta-learn the output layer: keep it at zero, so every task starts with all "
                        "classes equally likely (labels are shuffled per task, so a learned head only adds noise; "
@@ -155,7 +160,8 @@ def run_name(args: argparse.Namespace) -> str:
     ``fomaml-unseen-digits-5w1s-mlp-seed0-3f2a9c`` (``-zerohead`` added), so that two runs with different
     settings never share a folder."""
     head = "-zerohead" if getattr(args, "zero_head", False) else ""
-    settings = json.dumps({k: str(v) for k, v in sorted(vars(args).items()) if k not in NOT_SETTINGS})
+    settings = json.dumps({k: str(v) for k, v in sorted(vars(args).items())
+                           if k not in NOT_SETTINGS and not (k == "norm" and v is None)})  # names from before --norm
     digest = hashlib.sha256(settings.encode()).hexdigest()[:6]
     return f"{args.algorithm}-{args.split}-{args.ways}w{args.shots}s-{args.arch}{head}-seed{args.seed}-{digest}"
 
@@ -290,7 +296,9 @@ def prepare(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, FewSho
     samplers = make_samplers(args.split, ways=args.ways, shots=args.shots, queries=args.queries,
                              seed=args.seed, root=args.data_root, train_shots=args.train_shots)
     seed_everything(args.seed, threads=args.threads)
-    model = build_model(args.arch, args.ways)
+    if getattr(args, "norm", None) is not None and args.arch != "cnn":
+        raise ValueError(f"--norm is a setting of the ConvNet (--arch cnn), not of --arch {args.arch}; leave it out")
+    model = build_model(args.arch, args.ways, norm=getattr(args, "norm", None))
     resolve_implementation(model, args.implementation, args.algorithm)
     if args.implementation == "lowrank" and not isinstance(model, MLP):
         raise ValueError(f"--implementation lowrank works for MLPs only, not --arch {args.arch}")

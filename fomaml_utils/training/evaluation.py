@@ -26,9 +26,9 @@ from typing import Protocol
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.nn import functional as F
 
+from fomaml_utils.algorithms.losses import query_output
 from fomaml_utils.algorithms.maml import Implementation, check_hyperparameters, resolve_implementation
 from fomaml_utils.algorithms.mlp_lowrank import lowrank_query_scores
 from fomaml_utils.algorithms.registry import Algorithm, check_meta_state, functional_inner_step, get_algorithm
@@ -139,7 +139,7 @@ def _scores_along_adaptation(model: nn.Module, algorithm: Algorithm, params: dic
     names = algorithm.adapted_names(model, params)
 
     def query_score(p: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = functional_call(model, p, (query_x,))
+        out = query_output(model, p, query_x, support_x)
         if classification:
             return (out.argmax(dim=-1) == query_y).to(out.dtype).mean()
         return F.mse_loss(out, query_y)
