@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+import torch
 
 from fomaml_utils.tools import bench, train
 from fomaml_utils.tools.cli import finite_or_none, non_negative_int, positive_float, positive_int, seed
@@ -133,3 +134,18 @@ def test_write_json_atomically_writes_strict_json(tmp_path):
     text = (tmp_path / "r.json").read_text()
     assert "NaN" not in text and json.loads(text) == {"ci95": None, "rate": 3.0}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_bench_runs_peers_only_for_algorithms_that_adapt_every_weight_with_plain_sgd():
+    from fomaml_utils.data.taskbatch import TaskBatch
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(5).repeat(2, 1)
+    batches = [TaskBatch(torch.rand(2, 5, 1, 28, 28, generator=g), labels, torch.rand(2, 5, 1, 28, 28, generator=g),
+                         labels)]
+    rows = bench.run_case("mlp", 1, ["fomaml", "anil", "metasgd"], ["auto", "tutorial"], batches, warmup=0,
+                          repeats=1, inner_lr=0.1, seed=0, measure_memory=False)
+    notes = {(r["algorithm"], r["implementation"]): r["note"] for r in rows}
+    assert notes["anil", "auto"] == "ours, auto → lowrank"
+    for name in ("anil", "metasgd"):
+        assert notes[name, "tutorial"] == "peers are run for fomaml, maml, reptile"
+    assert notes["fomaml", "tutorial"] == "" and all(r["tasks_per_second"] for r in rows if r["algorithm"] == "fomaml")

@@ -106,7 +106,7 @@ def test_a_convnet_run_records_its_normalisation_and_the_checkpoint_rebuilds_it(
 
 def test_lowrank_with_an_algorithm_it_cannot_serve_is_a_usage_error(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        main([*TINY, "--out", str(tmp_path / "run"), "--algorithm", "anil", "--implementation", "lowrank"])
+        main([*TINY, "--out", str(tmp_path / "run"), "--algorithm", "metasgd", "--implementation", "lowrank"])
     assert exit_info.value.code == 2
     assert "implementation 'lowrank' serves" in capsys.readouterr().err
 

@@ -199,7 +199,7 @@ def resolve_implementation(model: nn.Module, implementation: str = "auto",
     plain_sgd = algorithm is None or get_algorithm(algorithm).plain_sgd
     if implementation == "lowrank" and not plain_sgd:
         served = ", ".join(repr(a) for a in ALGORITHMS if get_algorithm(a).plain_sgd)
-        raise ValueError(f"implementation 'lowrank' serves the algorithms that adapt every weight with one step "
+        raise ValueError(f"implementation 'lowrank' serves the algorithms that take plain SGD steps with one step "
                          f"size ({served}), not {get_algorithm(algorithm).name!r}; use 'vmap', 'loop' or 'auto'")
     if implementation != "auto":
         return implementation

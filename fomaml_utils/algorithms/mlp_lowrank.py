@@ -72,6 +72,10 @@ pre-activations) took 15.4 and 27.1 ms.
 * Reptile, the mean of ``θ − θ'`` (unscaled): ``α Aᵀ X_s`` and ``α Dᵀ H``, again one product each for
   all tasks, plus the bias sums.
 
+**ANIL** adapts only the output layer: the layers below keep no correction (``A`` and their ``D`` stay empty)
+and the inner steps backpropagate no further than the output layer. Meta-SGD's step size per weight would
+break the low-rank form (``α ⊙ ΔᵀX`` is in general of full rank); it is not served here.
+
 Supported: ``fomaml_utils.algorithms.models.MLP`` (any number of hidden layers, ReLU) with integer class labels
 (cross-entropy, as ``task_loss``) or float targets ``[T, n, out_features]`` (mean squared error, as
 ``task_loss``). There is no silent fallback: anything else (another model class, params that do not
@@ -92,22 +96,35 @@ import torch
 from torch.nn import functional as F
 
 from fomaml_utils.algorithms.models import MLP
-from fomaml_utils.algorithms.registry import ALGORITHMS, MetaGradient, check_hyperparameters, get_algorithm
+from fomaml_utils.algorithms.registry import ALGORITHMS, Algorithm, MetaGradient, check_hyperparameters, get_algorithm
 from fomaml_utils.data.taskbatch import TaskBatch
 
 
-def _prepare(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str | None,
+def _prepare(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str | Algorithm,
              inner_lr: float, inner_steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor,
-                                                          torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Checked weights and biases, and the batch flattened to ``[T, n, in_features]`` on their device and dtype."""
+                                                          torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Checked weights and biases, the batch flattened to ``[T, n, in_features]`` on their device and dtype, and
+    the index of the lowest layer the inner loop adapts."""
     weights, biases = _check_inputs(model, params, batch, algorithm, inner_lr, inner_steps)
+    first_adapted = _first_adapted_layer(model, params, algorithm)
     like = weights[0]
     support_x = batch.support_x.flatten(2).to(device=like.device, dtype=like.dtype)
     query_x = batch.query_x.flatten(2).to(device=like.device, dtype=like.dtype)
     label_dtype = like.dtype if batch.support_y.is_floating_point() else torch.long  # one_hot wants int64
     support_y = batch.support_y.to(device=like.device, dtype=label_dtype)
     query_y = batch.query_y.to(device=like.device, dtype=label_dtype)
-    return weights, biases, support_x, query_x, support_y, query_y
+    return weights, biases, support_x, query_x, support_y, query_y, first_adapted
+
+
+def _first_adapted_layer(model: MLP, params: dict[str, torch.Tensor], algorithm: str | Algorithm) -> int:
+    """``k`` such that the algorithm adapts exactly the layers ``k, …, L−1`` (0: every layer; ANIL: the last)."""
+    adapted = set(get_algorithm(algorithm).adapted_names(model, params))
+    num_layers = len(model.layers)
+    for k in range(num_layers):
+        if adapted == {f"layers.{i}.{kind}" for i in range(k, num_layers) for kind in ("weight", "bias")}:
+            return k
+    raise ValueError(f"the low-rank path adapts whole layers from one layer to the output, not "
+                     f"{sorted(adapted)}; use implementation='vmap' or 'loop'")
 
 
 def lowrank_meta_gradient(
@@ -126,7 +143,8 @@ def lowrank_meta_gradient(
     batch:       ``support_x [T, n_s, ...]`` (each example flattens to ``in_features``) and either
                  ``support_y [T, n_s]`` integer labels in ``0..out_features-1`` (cross-entropy) or
                  ``support_y [T, n_s, out_features]`` float targets (mean squared error); likewise the query.
-    algorithm:   ``"fomaml"``, ``"maml"`` (exact second order) or ``"reptile"`` (mean of θ − θ′).
+    algorithm:   ``"fomaml"``, ``"maml"`` (exact second order), ``"reptile"`` (mean of θ − θ′), or ANIL
+                 (``"anil"``, ``"fo-anil"``: only the output layer adapts), as a name or an ``Algorithm``.
     inner_lr:    α, the inner SGD step size (finite, > 0).
     inner_steps: number of inner SGD steps on the support loss (≥ 0; 0 means θ′ = θ).
 
@@ -134,8 +152,8 @@ def lowrank_meta_gradient(
     accuracy (``None`` for regression) at θ′, means over tasks, detached. Raises ``ValueError`` for
     anything else (another model class, mismatched shapes, labels out of range).
     """
-    weights, biases, support_x, query_x, support_y, query_y = _prepare(model, params, batch, algorithm, inner_lr,
-                                                                       inner_steps)
+    weights, biases, support_x, query_x, support_y, query_y, first = _prepare(model, params, batch, algorithm,
+                                                                              inner_lr, inner_steps)
 
     exact = not get_algorithm(algorithm).first_order
     if exact:
@@ -143,14 +161,14 @@ def lowrank_meta_gradient(
         with torch.enable_grad():
             leaves = [p.detach().requires_grad_() for p in (*weights, *biases)]
             net = _adapt(leaves[: len(weights)], leaves[len(weights) :], support_x, query_x, support_y,
-                         inner_lr, inner_steps)
+                         inner_lr, inner_steps, first)
             out = net.forward("query")[1][-1]
             grads = torch.autograd.grad(_loss(out, query_y), leaves)
         grad_w, grad_b = grads[: len(weights)], grads[len(weights) :]
         out = out.detach()
     else:
         with torch.no_grad():
-            net = _adapt(weights, biases, support_x, query_x, support_y, inner_lr, inner_steps)
+            net = _adapt(weights, biases, support_x, query_x, support_y, inner_lr, inner_steps, first)
             inputs, pre = net.forward("query")
             out = pre[-1]
             if get_algorithm(algorithm).kind == "query-gradient":
@@ -177,6 +195,7 @@ def lowrank_query_scores(
     *,
     inner_lr: float,
     inner_steps: int,
+    algorithm: str | Algorithm = "fomaml",
 ) -> torch.Tensor:
     """Each task's query score at θ′₀ = θ, θ′₁, …, θ′ₖ (``k = inner_steps`` plain SGD steps on its support set).
 
@@ -185,15 +204,17 @@ def lowrank_query_scores(
     the label, for float targets the mean squared error over the task's query examples and outputs. This is
     what ``fomaml_utils.training.evaluation.evaluate`` reports per task, computed for all ``T`` tasks at once.
 
-    model, params, batch: as for ``lowrank_meta_gradient``.
+    model, params, batch: as for ``lowrank_meta_gradient``. ``algorithm``: which weights adapt (FOMAML, MAML
+    and Reptile adapt all of them, and differ only in training; ANIL adapts the output layer).
     Returns ``[T, inner_steps + 1]`` in the dtype of ``params``, detached. Raises ``ValueError`` as
     ``lowrank_meta_gradient`` does.
     """
-    weights, biases, support_x, query_x, support_y, query_y = _prepare(model, params, batch, None, inner_lr,
-                                                                       inner_steps)
+    weights, biases, support_x, query_x, support_y, query_y, first = _prepare(model, params, batch, algorithm,
+                                                                              inner_lr, inner_steps)
 
     with torch.no_grad():
-        net = _AdaptedMLP([w.detach() for w in weights], [b.detach() for b in biases], inner_lr, support_x, query_x)
+        net = _AdaptedMLP([w.detach() for w in weights], [b.detach() for b in biases], inner_lr, support_x, query_x,
+                          first)
         scores = []
         for step in range(inner_steps + 1):
             if step > 0:
@@ -213,12 +234,13 @@ class _AdaptedMLP:
     Layer l ≥ 1:      z_l = h W_lᵀ + b_l − α (h H_lᵀ + 1) D_l        H_l: [T, r, in_l], D_l: [T, r, out_l]
 
     with ``r = n_s × (steps taken)``. ``split`` is ``"support"`` or ``"query"``; the first layer's shared
-    product and kernel are precomputed for both.
+    product and kernel are precomputed for both. Only layers ``first_adapted`` and above are adapted (ANIL:
+    the last one); the others keep no correction, and the inner steps backpropagate no further than them.
     """
 
     def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], inner_lr: float,
-                 support_x: torch.Tensor, query_x: torch.Tensor):
-        self.weights, self.biases, self.lr = weights, biases, inner_lr
+                 support_x: torch.Tensor, query_x: torch.Tensor, first_adapted: int = 0):
+        self.weights, self.biases, self.lr, self.first_adapted = weights, biases, inner_lr, first_adapted
         w0, b0 = weights[0], biases[0]
         # x W₀ᵀ + b₀: one large product per split covering every task (W₀ is shared by all of them).
         self.shared = {"support": F.linear(support_x, w0, b0)}
@@ -251,25 +273,26 @@ class _AdaptedMLP:
             pre.append(z)
         return inputs, pre
 
-    def backward(self, delta: torch.Tensor, pre: list) -> list:
+    def backward(self, delta: torch.Tensor, pre: list, down_to: int = 0) -> list:
         """Backpropagate ``delta = ∂L/∂(logits)`` ``[T, m, out]`` through θ′; returns ``Δ_l = ∂L/∂z_l``
-        for every layer, ``[T, m, out_l]``."""
+        ``[T, m, out_l]`` for the layers ``l ≥ down_to`` (``None`` for those below)."""
         deltas = [delta]
-        for l in range(len(self.weights) - 1, 0, -1):
+        for l in range(len(self.weights) - 1, down_to, -1):
             grad_h = delta @ self.weights[l]                                     # δ W
             if self.D[l] is not None:
                 grad_h = torch.baddbmm(grad_h, delta @ self.D[l].mT, self.H[l], alpha=-self.lr)  # − α (δ Dᵀ) H
             delta = _relu_backward(grad_h, pre[l - 1])
             deltas.insert(0, delta)
-        return deltas
+        return [None] * down_to + deltas
 
     def sgd_step(self, labels: torch.Tensor) -> None:
         """One inner SGD step on every task's support loss (``task_loss``: cross-entropy for integer labels,
         else mean squared error; mean over its ``n_s`` examples)."""
         inputs, pre = self.forward("support")
-        deltas = self.backward(_loss_delta(pre[-1], labels, scale=1.0), pre)
-        self.A = deltas[0] if self.A is None else self.A + deltas[0]
-        for l in range(1, len(self.weights)):
+        deltas = self.backward(_loss_delta(pre[-1], labels, scale=1.0), pre, down_to=self.first_adapted)
+        if self.first_adapted == 0:
+            self.A = deltas[0] if self.A is None else self.A + deltas[0]
+        for l in range(max(1, self.first_adapted), len(self.weights)):
             self.H[l] = inputs[l] if self.H[l] is None else torch.cat([self.H[l], inputs[l]], dim=1)
             self.D[l] = deltas[l] if self.D[l] is None else torch.cat([self.D[l], deltas[l]], dim=1)
 
@@ -286,22 +309,24 @@ class _AdaptedMLP:
 
     def reptile_step(self, support_x: torch.Tensor) -> tuple[list, list]:
         """Reptile: the mean over tasks of θ − θ′ = α Σ_steps (Δᵀ X) — for the first layer α Aᵀ X_s."""
-        num_tasks = support_x.shape[0]
-        if self.A is None:                                        # no inner steps: θ′ = θ
-            return [torch.zeros_like(w) for w in self.weights], [torch.zeros_like(b) for b in self.biases]
-        scale = self.lr / num_tasks
-        deltas = [self.A, *self.D[1:]]
-        inputs = [support_x, *self.H[1:]]
-        grad_w = [scale * (d.flatten(0, 1).T @ x.flatten(0, 1)) for d, x in zip(deltas, inputs)]
-        grad_b = [scale * d.sum(dim=(0, 1)) for d in deltas]
+        scale = self.lr / support_x.shape[0]
+        grad_w, grad_b = [], []
+        for w, b, d, x in zip(self.weights, self.biases, [self.A, *self.D[1:]], [support_x, *self.H[1:]]):
+            if d is None:                                          # not adapted, or no inner steps: θ′ = θ
+                grad_w.append(torch.zeros_like(w))
+                grad_b.append(torch.zeros_like(b))
+            else:
+                grad_w.append(scale * (d.flatten(0, 1).T @ x.flatten(0, 1)))
+                grad_b.append(scale * d.sum(dim=(0, 1)))
         return grad_w, grad_b
 
 
 def _adapt(weights: list[torch.Tensor], biases: list[torch.Tensor], support_x: torch.Tensor,
-           query_x: torch.Tensor, support_y: torch.Tensor, inner_lr: float, inner_steps: int) -> _AdaptedMLP:
-    """Run ``inner_steps`` SGD steps on every task's support set; returns θ′ in low-rank form, ready to
-    be evaluated on the support and query inputs."""
-    net = _AdaptedMLP(weights, biases, inner_lr, support_x, query_x)
+           query_x: torch.Tensor, support_y: torch.Tensor, inner_lr: float, inner_steps: int,
+           first_adapted: int = 0) -> _AdaptedMLP:
+    """Run ``inner_steps`` SGD steps on every task's support set, adapting the layers ``first_adapted`` and
+    above; returns θ′ in low-rank form, ready to be evaluated on the support and query inputs."""
+    net = _AdaptedMLP(weights, biases, inner_lr, support_x, query_x, first_adapted)
     for _ in range(inner_steps):
         net.sgd_step(support_y)
     return net
@@ -337,9 +362,9 @@ def _loss_delta(out: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.
     return delta * (scale / labels.shape[1])
 
 
-def _check_inputs(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str | None,
+def _check_inputs(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch, algorithm: str | Algorithm,
                   inner_lr: float, inner_steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Validate everything up front (``algorithm=None``: no algorithm to check); returns θ as lists
+    """Validate everything up front; returns θ as lists
     ``weights[l] [out, in]`` and ``biases[l] [out]``."""
     if not isinstance(model, MLP):
         raise ValueError(
@@ -347,9 +372,9 @@ def _check_inputs(model: MLP, params: dict[str, torch.Tensor], batch: TaskBatch,
             "use implementation='loop' or 'vmap' for other models"
         )
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
-    if algorithm is not None and not get_algorithm(algorithm).plain_sgd:
+    if not get_algorithm(algorithm).plain_sgd:
         served = ", ".join(name for name in ALGORITHMS if get_algorithm(name).plain_sgd)
-        raise ValueError(f"the low-rank path serves the algorithms that adapt every weight with one step size "
+        raise ValueError(f"the low-rank path serves the algorithms that take plain SGD steps with one step size "
                          f"({served}), not {get_algorithm(algorithm).name!r}; use implementation='vmap' or 'loop'")
     if not isinstance(batch, TaskBatch):
         raise ValueError(f"batch must be a TaskBatch, got {type(batch).__name__}")

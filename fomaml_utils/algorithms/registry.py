@@ -104,8 +104,9 @@ class Algorithm:
 
     @property
     def plain_sgd(self) -> bool:
-        """Whether the inner loop is plain SGD with one step size on every weight and nothing else is learned:
-        what ``fomaml_utils.algorithms.mlp_lowrank`` (the fast MLP implementation) serves."""
+        """Whether the inner loop takes plain SGD steps with one step size (on every weight, or on the top
+        layers) and nothing else is learned: what ``fomaml_utils.algorithms.mlp_lowrank`` (the fast MLP
+        implementation) serves."""
         return True
 
     def __repr__(self) -> str:
@@ -163,10 +164,6 @@ class ANIL(Algorithm):
         if not adapted:
             raise ValueError(f"{self.name}: params hold no weight of the output layer {head_name(model)!r}")
         return adapted
-
-    @property
-    def plain_sgd(self) -> bool:
-        return False
 
 
 @register

@@ -62,6 +62,14 @@ PEERS: tuple[str, ...] = ("tutorial", "higher", "learn2learn")
 MODEL_NAMES = {"mlp2": "MLP 784-256-128-5", "mlp": "MLP 784-256-5", "cnn": "ConvNet 4×32"}
 WAYS, SHOTS, QUERIES = 5, 1, 15
 
+
+def _peers_serve(algorithm: str, model: nn.Module) -> bool:
+    """Whether the peers implement ``algorithm``: plain SGD on every weight, nothing else learned."""
+    names = [name for name, _ in model.named_parameters()]
+    served = get_algorithm(algorithm)
+    return served.plain_sgd and served.adapted_names(model, names) == names
+
+
 MetaGradientFn = Callable[..., MetaGradient]
 
 
@@ -291,8 +299,8 @@ def run_case(model_name: str, inner_steps: int, algorithms: Sequence[str], imple
                    "tasks_per_second": None, "note": f"ours, auto → {resolved}" if name == "auto" else ""}
             if name == resolved and "auto" in implementations:
                 row["note"] = "same path as auto (not timed twice)"
-            elif name in PEERS and not get_algorithm(algorithm).plain_sgd:
-                row["note"] = "peers are run for " + ", ".join(a for a in ALGORITHMS if get_algorithm(a).plain_sgd)
+            elif name in PEERS and not _peers_serve(algorithm, model):
+                row["note"] = "peers are run for " + ", ".join(a for a in ALGORITHMS if _peers_serve(a, model))
             elif name == "tutorial" and algorithm == "maml":
                 row["note"] = "first order only (deepcopy + SGD)"
             elif name == "higher" and not higher_available():

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "over the run, so the final weights do not hinge on the last few noisy meta-batches")
     learn.add_argument("--implementation", choices=IMPLEMENTATIONS, default="auto",
                        help="how meta-gradients are computed: 'loop' (one task at a time), 'vmap' (vectorised over "
-                       "tasks), 'lowrank' (fast, MLPs with fomaml, maml or reptile only), 'auto' (lowrank where it serves, "
+                       "tasks), 'lowrank' (fast; MLPs, with " + ", ".join(a for a in ALGORITHMS if get_algorithm(a).plain_sgd)
+                       + " only), 'auto' (lowrank where it serves, "
                        "else vmap for MLPs; loop for the CNN)")
     learn.add_argument("--val-every", type=_positive_int, default=100,
                        help="meta-validate every this many meta-steps (on the split's 'val' part)")

@@ -190,7 +190,8 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
         batch = sampler.sample(min(tasks_per_batch, num_tasks - done)).to(device)
         metric = "mse" if batch.query_y.is_floating_point() else "accuracy"
         if implementation == "lowrank":
-            chunk = lowrank_query_scores(model, params, batch, inner_lr=inner_lr, inner_steps=inner_steps)
+            chunk = lowrank_query_scores(model, params, batch, inner_lr=inner_lr, inner_steps=inner_steps,
+                                         algorithm=algorithm)
         elif implementation == "vmap":
             chunk = torch.func.vmap(score_one, in_dims=(None, 0, 0, 0, 0))(params, *batch)
         else:
