@@ -136,6 +136,34 @@ def test_auto_evaluates_mlps_low_rank_and_convnets_one_task_at_a_time(monkeypatc
     assert calls == [1]
 
 
+@pytest.mark.parametrize(("arch", "implementation", "norm"), [
+    ("cnn", "loop", "task"), ("cnn", "loop", "support"), ("cnn", "vmap", "task"), ("mlp", "lowrank", None),
+    ("mlp", "vmap", None)])
+def test_scoring_the_last_step_only_gives_the_last_column_bit_for_bit(arch, implementation, norm):
+    torch.manual_seed(0)
+    model = (ConvNet(3, channels=4, blocks=2, image_size=12, norm=norm) if arch == "cnn" else MLP(144, (16,), 3))
+    run = lambda every_step: evaluate(  # noqa: E731
+        model, ToySampler(shape=(1, 12, 12), seed=4), inner_lr=0.3, inner_steps=4, num_tasks=7, tasks_per_batch=3,
+        implementation=implementation, every_step=every_step)
+    every, last = run(True), run(False)
+    assert last.steps == [4] and last.per_task.shape == (7, 1) and last.num_tasks == 7
+    assert torch.equal(last.per_task[:, 0], every.per_task[:, -1])
+    assert (last.mean, last.ci95) == ([every.mean[-1]], [every.ci95[-1]])
+    assert last.summary() == last.summary(4) == every.summary()
+    assert not torch.equal(every.per_task[:, 0], every.per_task[:, -1])  # the tasks adapted: a real check
+    with pytest.raises(ValueError, match=r"step must be one of 4 \(the steps scored\), got 0"):
+        last.summary(0)
+
+
+def test_scoring_the_last_step_only_with_no_step_scores_the_initial_weights():
+    torch.manual_seed(0)
+    model = ConvNet(3, channels=4, blocks=2, image_size=12)
+    run = lambda every_step: evaluate(model, ToySampler(shape=(1, 12, 12), seed=5), inner_lr=0.3,  # noqa: E731
+                                      inner_steps=0, num_tasks=3, every_step=every_step)
+    every, last = run(True), run(False)
+    assert every.steps == last.steps == [0] and torch.equal(every.per_task, last.per_task)
+
+
 def test_summary_formats_accuracy_in_percent_and_mse_with_three_decimals():
     accuracy = Evaluation(steps=[0, 1], mean=[0.2, 0.78412], ci95=[0.01, 0.0091], metric="accuracy", num_tasks=10)
     assert accuracy.summary() == "78.4 % ± 0.9"
@@ -152,7 +180,7 @@ def test_summary_formats_accuracy_in_percent_and_mse_with_three_decimals():
 @pytest.mark.parametrize(("kwargs", "argument"), [
     ({"inner_lr": -1.0}, "inner_lr"), ({"inner_steps": -1}, "inner_steps"),
     ({"num_tasks": 0}, "num_tasks"), ({"tasks_per_batch": 0}, "tasks_per_batch"),
-    ({"implementation": "fast"}, "implementation"),
+    ({"implementation": "fast"}, "implementation"), ({"every_step": "no"}, "every_step"),
 ])
 def test_bad_evaluation_arguments_raise_value_error_naming_them(kwargs, argument):
     args = {"inner_lr": 0.1, "inner_steps": 1} | kwargs

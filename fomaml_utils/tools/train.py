@@ -239,8 +239,8 @@ class RunResult:
         last = self.evaluation.steps[-1]
         return {
             "config": self.config,
-            "test_accuracy": self.evaluation.mean[last],
-            "test_ci95": self.evaluation.ci95[last],
+            "test_accuracy": self.evaluation.mean[-1],
+            "test_ci95": self.evaluation.ci95[-1],
             "test_inner_steps": last,
             "evaluation": self.evaluation.to_dict(),
             "train_seconds": self.train_seconds,

@@ -93,13 +93,13 @@ def mean_confidence_interval(values: Sequence[float] | torch.Tensor) -> tuple[fl
 class Evaluation:
     """Query scores after 0..k adaptation steps, averaged over ``num_tasks`` tasks.
 
-    steps:     ``[0, 1, ..., k]``.
-    mean:      mean query score after each number of steps; accuracy as a fraction in [0, 1]
+    steps:     the numbers of steps scored: ``[0, 1, ..., k]``, or ``[k]`` from ``evaluate(..., every_step=False)``.
+    mean:      mean query score after each of ``steps``; accuracy as a fraction in [0, 1]
                (``metric == "accuracy"``) or mean squared error (``metric == "mse"``).
     ci95:      95 % confidence half-width of each mean (same units).
     metric:    ``"accuracy"`` or ``"mse"``.
     num_tasks: tasks evaluated.
-    per_task:  ``[num_tasks, k + 1]`` float64, each task's score after each step (not in ``to_dict``).
+    per_task:  ``[num_tasks, len(steps)]`` float64, each task's score after each of ``steps`` (not in ``to_dict``).
     """
 
     steps: list[int]
@@ -114,8 +114,9 @@ class Evaluation:
         if step is None:
             step = self.steps[-1]
         if step not in self.steps:
-            raise ValueError(f"step must be one of 0..{self.steps[-1]}, got {step!r}")
-        mean, ci = self.mean[step], self.ci95[step]
+            scored = f"0..{self.steps[-1]}" if self.steps == list(range(len(self.steps))) else str(self.steps)[1:-1]
+            raise ValueError(f"step must be one of {scored} (the steps scored), got {step!r}")
+        mean, ci = self.mean[self.steps.index(step)], self.ci95[self.steps.index(step)]
         scale, fmt, unit = (100, ".1f", " %") if self.metric == "accuracy" else (1, ".3f", "")
         if not math.isfinite(ci):  # one task: no spread to estimate an interval from
             return f"{scale * mean:{fmt}}{unit} (no interval from {self.num_tasks} task)"
@@ -130,8 +131,9 @@ class Evaluation:
 def _scores_along_adaptation(model: nn.Module, algorithm: Algorithm, params: dict[str, torch.Tensor],
                              meta_state: dict[str, torch.Tensor], support_x: torch.Tensor, support_y: torch.Tensor,
                              query_x: torch.Tensor, query_y: torch.Tensor, *, inner_lr: float,
-                             inner_steps: int) -> torch.Tensor:
-    """One task (no task dimension): its query score at θ′₀ … θ′ₖ, ``[inner_steps + 1]``.
+                             inner_steps: int, every_step: bool = True) -> torch.Tensor:
+    """One task (no task dimension): its query score at θ′₀ … θ′ₖ, ``[inner_steps + 1]``; with
+    ``every_step=False`` at θ′ₖ only, ``[1]``.
 
     Written with ``torch.func.grad`` so that it can be ``vmap``-ed over tasks as it is.
     """
@@ -144,18 +146,19 @@ def _scores_along_adaptation(model: nn.Module, algorithm: Algorithm, params: dic
             return (out.argmax(dim=-1) == query_y).to(out.dtype).mean()
         return F.mse_loss(out, query_y)
 
-    scores = [query_score(params)]
-    for _ in range(inner_steps):
+    scores = [query_score(params)] if every_step else []
+    for step in range(1, inner_steps + 1):
         params = functional_inner_step(model, algorithm, params, meta_state, support_x, support_y, names=names,
                                        inner_lr=inner_lr, first_order=True)
-        scores.append(query_score(params))
-    return torch.stack(scores)
+        if every_step or step == inner_steps:
+            scores.append(query_score(params))
+    return torch.stack(scores) if scores else query_score(params)[None]
 
 
 def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_steps: int, num_tasks: int = 1000,
              tasks_per_batch: int = 100, params: Mapping[str, torch.Tensor] | None = None,
              implementation: Implementation = "auto", algorithm: str | Algorithm = "fomaml",
-             meta_state: Mapping[str, torch.Tensor] | None = None) -> Evaluation:
+             meta_state: Mapping[str, torch.Tensor] | None = None, every_step: bool = True) -> Evaluation:
     """Adapt to ``num_tasks`` tasks from ``sampler`` and report the query score after 0..``inner_steps`` steps.
 
     ``params``: the initial weights θ (default: the model's own parameters, which are not modified).
@@ -169,6 +172,11 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
     ``algorithm`` says how a task adapts: plain SGD on every weight for ``"fomaml"``, ``"maml"`` and
     ``"reptile"`` (the default: they differ only in training), the output layer only for ANIL, the learned
     step sizes ``meta_state`` for Meta-SGD (then ``inner_lr`` is unused).
+
+    ``every_step=False`` scores the queries after the last step only (``steps == [inner_steps]``): the same
+    adaptation and the same final scores, bit for bit, without the ``inner_steps`` query passes before it. The
+    per-task loop and ``vmap`` save the time of those passes; the low-rank path computes every step's scores
+    anyway (they cost it little) and keeps the last.
     """
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
     algorithm = get_algorithm(algorithm)
@@ -176,6 +184,8 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
     for name, value in (("num_tasks", num_tasks), ("tasks_per_batch", tasks_per_batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(every_step, bool):
+        raise ValueError(f"every_step must be True or False, got {every_step!r}")
     if not hasattr(sampler, "sample"):
         raise ValueError(f"sampler must have a .sample(num_tasks) method, got {type(sampler).__name__}")
     if params is None:
@@ -184,7 +194,8 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
     meta_state = {k: s.detach() for k, s in check_meta_state(algorithm, params, meta_state).items()}
     device = next(iter(params.values())).device
     score_one = lambda p, sx, sy, qx, qy: _scores_along_adaptation(  # noqa: E731
-        model, algorithm, p, meta_state, sx, sy, qx, qy, inner_lr=inner_lr, inner_steps=inner_steps)
+        model, algorithm, p, meta_state, sx, sy, qx, qy, inner_lr=inner_lr, inner_steps=inner_steps,
+        every_step=every_step)
     chunks, metric, done = [], None, 0
     while done < num_tasks:
         batch = sampler.sample(min(tasks_per_batch, num_tasks - done)).to(device)
@@ -192,6 +203,7 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
         if implementation == "lowrank":
             chunk = lowrank_query_scores(model, params, batch, inner_lr=inner_lr, inner_steps=inner_steps,
                                          algorithm=algorithm)
+            chunk = chunk if every_step else chunk[:, -1:]
         elif implementation == "vmap":
             chunk = torch.func.vmap(score_one, in_dims=(None, 0, 0, 0, 0))(params, *batch)
         else:
@@ -199,6 +211,7 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
         chunks.append(chunk.detach().to("cpu", torch.float64))
         done += batch.num_tasks
     per_task = torch.cat(chunks)
-    means, cis = zip(*(mean_confidence_interval(per_task[:, s]) for s in range(inner_steps + 1)))
-    return Evaluation(steps=list(range(inner_steps + 1)), mean=list(means), ci95=list(cis), metric=metric,
+    steps = list(range(inner_steps + 1)) if every_step else [inner_steps]
+    means, cis = zip(*(mean_confidence_interval(per_task[:, i]) for i in range(len(steps))))
+    return Evaluation(steps=steps, mean=list(means), ci95=list(cis), metric=metric,
                       num_tasks=per_task.shape[0], per_task=per_task)
