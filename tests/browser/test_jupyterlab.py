@@ -26,7 +26,7 @@ NOTES = {"04_classic_bugs.ipynb": "Run the cells above to use the checkboxes and
 """The stored line of each notebook's panels, where it is not the sliders' one."""
 SLIDER_NOTE = "Run the cells above to use the sliders"
 STATIC_NOTE_TEXT = "until then, this is what they show"  # only panels without a button store figures
-RUN_ALL_TIMEOUT = 600  # seconds; notebook 03, the slowest, runs in about a minute on 2 cores
+RUN_ALL_TIMEOUT = 600  # seconds; notebook 03, the slowest, runs in under four minutes on 2 cores
 REPEATS_03 = 10
 NON_WHITE = 0.005  # a figure has at least this fraction of non-white pixels; an empty one has none
 PANEL = ".fomaml-figure-panel"
