@@ -91,7 +91,7 @@ def mean_confidence_interval(values: Sequence[float] | torch.Tensor) -> tuple[fl
 
 @dataclass
 class Evaluation:
-    """Query scores after 0..k adaptation steps, averaged over ``num_tasks`` tasks.
+    """Query scores after 0..k adaptation steps (or after k only), averaged over ``num_tasks`` tasks.
 
     steps:     the numbers of steps scored: ``[0, 1, ..., k]``, or ``[k]`` from ``evaluate(..., every_step=False)``.
     mean:      mean query score after each of ``steps``; accuracy as a fraction in [0, 1]
@@ -116,7 +116,8 @@ class Evaluation:
         if step not in self.steps:
             scored = f"0..{self.steps[-1]}" if self.steps == list(range(len(self.steps))) else str(self.steps)[1:-1]
             raise ValueError(f"step must be one of {scored} (the steps scored), got {step!r}")
-        mean, ci = self.mean[self.steps.index(step)], self.ci95[self.steps.index(step)]
+        i = self.steps.index(step)
+        mean, ci = self.mean[i], self.ci95[i]
         scale, fmt, unit = (100, ".1f", " %") if self.metric == "accuracy" else (1, ".3f", "")
         if not math.isfinite(ci):  # one task: no spread to estimate an interval from
             return f"{scale * mean:{fmt}}{unit} (no interval from {self.num_tasks} task)"
@@ -146,13 +147,14 @@ def _scores_along_adaptation(model: nn.Module, algorithm: Algorithm, params: dic
             return (out.argmax(dim=-1) == query_y).to(out.dtype).mean()
         return F.mse_loss(out, query_y)
 
-    scores = [query_score(params)] if every_step else []
-    for step in range(1, inner_steps + 1):
-        params = functional_inner_step(model, algorithm, params, meta_state, support_x, support_y, names=names,
-                                       inner_lr=inner_lr, first_order=True)
+    scores = []
+    for step in range(inner_steps + 1):
+        if step > 0:
+            params = functional_inner_step(model, algorithm, params, meta_state, support_x, support_y, names=names,
+                                           inner_lr=inner_lr, first_order=True)
         if every_step or step == inner_steps:
             scores.append(query_score(params))
-    return torch.stack(scores) if scores else query_score(params)[None]
+    return torch.stack(scores)
 
 
 def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_steps: int, num_tasks: int = 1000,
