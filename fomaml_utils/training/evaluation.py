@@ -178,7 +178,7 @@ def evaluate(model: nn.Module, sampler: TaskSampler, *, inner_lr: float, inner_s
     ``every_step=False`` scores the queries after the last step only (``steps == [inner_steps]``): the same
     adaptation and the same final scores, bit for bit, without the ``inner_steps`` query passes before it. The
     per-task loop and ``vmap`` save the time of those passes; the low-rank path computes every step's scores
-    anyway (they cost it little) and keeps the last.
+    anyway and keeps the last.
     """
     check_hyperparameters(inner_lr=inner_lr, inner_steps=inner_steps, algorithm=algorithm)
     algorithm = get_algorithm(algorithm)
